@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+with open("requirements.txt") as f:
+    requirements = [line.split("#")[0].strip() for line in f]
+    requirements = [r for r in requirements if r]
+
+setup(
+    name="west",
+    version="0.1.0",
+    description="WeST: We Speech Transcript, LLM-based speech recognition",
+    packages=find_packages(include=["west", "west.*"]),
+    python_requires=">=3.10",
+    install_requires=requirements,
+    extras_require={
+        "deepspeed": ["deepspeed"],
+        "dev": ["pytest", "hypothesis", "ruff"],
+    },
+    entry_points={
+        "console_scripts": [
+            "west-train = west.bin.train:main",
+            "west-recognize = west.bin.recognize:main",
+            "west-score = west.bin.score:main",
+        ],
+    },
+)
