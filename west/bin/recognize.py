@@ -1,0 +1,80 @@
+"""Decode a data list with a trained WeST model; writes `key text` lines.
+
+    west-recognize --model_dir exp/run/checkpoint-600 --data_path test.jsonl --result_path text
+    west-recognize --llm_model_name_or_path Qwen2-1.5B-Instruct --whisper_model_name_or_path tiny \\
+        --projector_model_path exp/run/checkpoint-600/model.safetensors \\
+        --data_path test.jsonl --result_path result.txt --num_beams 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+
+from west.api import load_model, recognize
+from west.data.dataset import read_data, validate
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model_dir", help="checkpoint folder written by west-train (has west_config.json)"
+    )
+    p.add_argument("--llm_model_name_or_path")
+    p.add_argument("--llm_gguf_file")
+    p.add_argument("--whisper_model_name_or_path")
+    p.add_argument("--projector_model_path")
+    p.add_argument("--data_path", required=True, help="jsonl file or Kaldi data dir")
+    p.add_argument("--result_path", required=True)
+    p.add_argument("--num_beams", type=int, default=1)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--max_new_tokens", type=int, default=200)
+    p.add_argument("--max_speech_seconds", type=float, default=30.0)
+    p.add_argument("--skip_bad_data", action="store_true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--num_workers", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not args.model_dir and not (args.llm_model_name_or_path and args.whisper_model_name_or_path):
+        raise SystemExit(
+            "give --model_dir, or --llm_model_name_or_path and --whisper_model_name_or_path"
+        )
+    model = load_model(
+        args.model_dir,
+        device=args.device,
+        dtype=getattr(torch, args.dtype),
+        llm_model_name_or_path=args.llm_model_name_or_path,
+        llm_gguf_file=args.llm_gguf_file,
+        whisper_model_name_or_path=args.whisper_model_name_or_path,
+        projector_model_path=args.projector_model_path,
+    )
+    utts = validate(
+        read_data(args.data_path),
+        max_seconds=args.max_speech_seconds,
+        need_text=False,
+        skip_bad=args.skip_bad_data,
+    )
+    recognize(
+        model,
+        utts,
+        args.result_path,
+        args.batch_size,
+        args.num_beams,
+        args.max_new_tokens,
+        args.num_workers,
+    )
+
+
+if __name__ == "__main__":
+    main()

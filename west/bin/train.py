@@ -1,0 +1,90 @@
+"""Train a WeST model (the projector, and LoRA adapters if asked) with HF Trainer.
+
+    torchrun --standalone --nproc_per_node=8 -m west.bin.train \\
+        --llm_model_name_or_path Qwen2-1.5B-Instruct --whisper_model_name_or_path tiny \\
+        --data_path train.jsonl --output_dir exp/qwen-tiny --deepspeed conf/ds_config_zero3.json ...
+
+Accepts the seed's command line unchanged; `--config conf.yaml` supplies defaults
+that later flags override.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import torch
+import transformers
+
+from west.config import DataArguments, ModelArguments, TrainingArguments
+from west.data.batching import collate
+from west.data.dataset import SpeechDataset, read_data, validate
+from west.models.build import build_model
+from west.trainer import WestTrainer, last_complete_checkpoint
+from west.utils import yaml_to_argv
+
+logger = logging.getLogger("west.train")
+
+
+def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    return parser.parse_args_into_dataclasses(args=yaml_to_argv(argv))
+
+
+def build_data(
+    model, data_args: DataArguments, path: str, args: TrainingArguments
+) -> SpeechDataset:
+    prompt_tokens = len(model.prompt.prefix_ids) + len(model.prompt.suffix_ids)
+    max_speech_tokens = (
+        int(data_args.max_speech_seconds * 50) // model.config.encoder_projector_ds_rate
+    )
+    utts = validate(
+        read_data(path),
+        max_seconds=data_args.max_speech_seconds,
+        tokenizer=model.tokenizer,
+        max_tokens=args.model_max_length - prompt_tokens - max_speech_tokens - 1,
+        skip_bad=data_args.skip_bad_data,
+    )
+    logger.info("%s: %d utterances, %.2f h", path, len(utts), sum(u.duration for u in utts) / 3600)
+    return SpeechDataset(utts, model.encoder.n_mels, model.tokenizer, model.config.pad_to_30s)
+
+
+def main(argv: list[str] | None = None) -> None:
+    model_args, data_args, args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO if args.should_log else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    transformers.set_seed(args.seed)
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
+    model = build_model(model_args, llm_dtype=dtype)
+    train_set = build_data(model, data_args, data_args.data_path, args)
+    eval_set = (
+        build_data(model, data_args, data_args.eval_data_path, args)
+        if data_args.eval_data_path
+        else None
+    )
+    trainer = WestTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collate,
+        model_config=model_args,
+    )
+    if args.should_save:
+        model_args.save(args.output_dir)
+    resume = (
+        last_complete_checkpoint(args.output_dir)
+        if args.resume_from_checkpoint is None
+        else args.resume_from_checkpoint
+    )
+    if resume:
+        logger.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_state()
+    trainer.save_model(args.output_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Dataclasses that describe a WeST model and a run.
+
+`ModelArguments` is everything needed to rebuild the model: it is written as
+`west_config.json` beside every checkpoint so decoding never repeats model flags
+(WeNet's `train.yaml`). `DataArguments` says where the data is, and
+`TrainingArguments` extends Hugging Face's with the seed's extra flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import transformers
+
+CONFIG_NAME = "west_config.json"
+
+
+@dataclass
+class ModelArguments:
+    llm_model_name_or_path: str = field(
+        default="Qwen/Qwen2-1.5B-Instruct",
+        metadata={"help": "transformers causal LM: hub name or local folder"},
+    )
+    llm_gguf_file: str | None = field(
+        default=None,
+        metadata={"help": "GGUF file inside (or path to) the LLM folder; needs `gguf`"},
+    )
+    whisper_model_name_or_path: str = field(
+        default="tiny",
+        metadata={
+            "help": "openai-whisper name (tiny, small, large-v3), .pt checkpoint, or HF folder"
+        },
+    )
+    encoder_type: str = field(
+        default="auto",
+        metadata={"help": "encoder registry name: auto, whisper (openai), hf_whisper"},
+    )
+    projector: str = field(default="conv1d", metadata={"help": "projector registry name"})
+    encoder_projector_ds_rate: int = field(
+        default=5, metadata={"help": "frames stacked (conv kernel = stride) per speech token"}
+    )
+    projector_hidden_size: int = field(default=2048)
+    projector_model_path: str | None = field(
+        default=None,
+        metadata={"help": "trained projector (and LoRA) weights, model.safetensors"},
+    )
+    freeze_encoder: bool = field(default=True)
+    freeze_llm: bool = field(default=True)
+    lora_rank: int = field(default=0, metadata={"help": "LoRA rank on the LLM; 0 = no LoRA"})
+    lora_alpha: int = field(default=16)
+    lora_dropout: float = field(default=0.05)
+    lora_target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj")
+    prompt: str = field(default="Transcribe the speech")
+    system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "system turn; None keeps the chat template's default"},
+    )
+    chat_template: str | None = field(
+        default=None,
+        metadata={"help": "Jinja chat template (string or file) replacing the tokenizer's"},
+    )
+    pad_to_30s: bool = field(
+        default=False,
+        metadata={"help": "seed behaviour: pad every utterance to 30 s (1500 encoder frames)"},
+    )
+    ctc_weight: float = field(
+        default=0.0,
+        metadata={"help": "weight of the auxiliary CTC loss on projected frames (0 = off)"},
+    )
+    lm_weight: float = field(default=1.0, metadata={"help": "weight of the LLM's LM loss"})
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        path = Path(directory) / CONFIG_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike) -> ModelArguments:
+        """Read `west_config.json` from a checkpoint folder (or its parent run folder)."""
+        model_dir = Path(model_dir)
+        for candidate in (model_dir / CONFIG_NAME, model_dir.parent / CONFIG_NAME):
+            if candidate.is_file():
+                data = json.loads(candidate.read_text())
+                known = {f.name for f in dataclasses.fields(cls)}
+                unknown = sorted(set(data) - known)
+                if unknown:
+                    raise ValueError(
+                        f"{candidate}: unknown keys {unknown}; expected some of {sorted(known)}"
+                    )
+                return cls(**data)
+        raise FileNotFoundError(
+            f"{model_dir}: no {CONFIG_NAME} here or in the parent folder; "
+            "expected a WeST checkpoint folder written by west-train"
+        )
+
+
+@dataclass
+class DataArguments:
+    data_path: str = field(
+        default="train.jsonl",
+        metadata={"help": "training data: jsonl file(s) or Kaldi data dir(s), comma-separated"},
+    )
+    eval_data_path: str | None = field(default=None)
+    skip_bad_data: bool = field(
+        default=False,
+        metadata={"help": "skip (and count) bad utterances instead of refusing to start"},
+    )
+    max_speech_seconds: float = field(
+        default=30.0, metadata={"help": "longest audio accepted (Whisper's window is 30 s)"}
+    )
+    encoder_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "cache frozen-encoder outputs here (computed once, reused every epoch)"},
+    )
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    model_max_length: int = field(
+        default=512, metadata={"help": "longest LLM sequence (prompt + speech + text) in tokens"}
+    )
+    evaluation_strategy: str | None = field(
+        default=None, metadata={"help": "old name of --eval_strategy, kept for the seed's command"}
+    )
+    warmup_ratio: float | None = field(
+        default=None,
+        metadata={"help": "old name of a fractional --warmup_steps, kept for the seed"},
+    )
+    optim: str = field(default="adamw_torch")
+    remove_unused_columns: bool = field(default=False)
+    length_grouping: bool = field(
+        default=True, metadata={"help": "batch utterances of similar length together"}
+    )
+    lora_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "learning rate of the LoRA adapters (default: learning_rate)"},
+    )
+
+    def __post_init__(self):
+        if self.evaluation_strategy is not None:
+            self.eval_strategy = self.evaluation_strategy
+        if self.warmup_ratio is not None:
+            self.warmup_steps = self.warmup_ratio
+        super().__post_init__()

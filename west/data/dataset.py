@@ -1,0 +1,229 @@
+"""Reading and validating data lists: jsonl (`{"key", "wav", "txt"}`) and Kaldi data dirs.
+
+Every problem is reported with the file, the line (or key) and what was expected.
+Bad utterances stop training unless the user asked to skip them; then each is warned
+about and the total is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from west.data.audio import AudioError, audio_info, load_audio, log_mel
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """Bad data; the message names the file, the line or key, and what was expected."""
+
+
+@dataclass
+class Utterance:
+    key: str
+    wav: str
+    txt: str | None
+    source: str  # list file the utterance came from
+    line: int  # 1-based line number in `source` (for Kaldi dirs: in wav.scp)
+    duration: float = 0.0
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line} (key {self.key})"
+
+
+def _resolve(wav: str, list_file: Path) -> str:
+    """Absolute paths as given; relative ones from the cwd, else from the list's folder."""
+    p = Path(wav)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    return str(list_file.parent / p)
+
+
+def _lines(path: Path):
+    """(line number, text) for each non-blank line; non-UTF-8 is an error naming the line."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{n}: not UTF-8 text ({e})") from e
+            if text.strip():
+                yield n, text.rstrip("\r\n")
+
+
+def read_jsonl(path: str | Path) -> list[Utterance]:
+    path = Path(path)
+    utts = []
+    for n, text in _lines(path):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f'{path}:{n}: not valid JSON ({e.msg}); expected {{"key": ..., "wav": ..., "txt": ...}}'
+            ) from e
+        if not isinstance(obj, dict) or not isinstance(obj.get("wav"), str):
+            raise DataError(
+                f'{path}:{n}: no "wav" path; expected {{"wav": "/path.wav", "txt": "..."}}'
+            )
+        txt = obj.get("txt")
+        if txt is not None and not isinstance(txt, str):
+            raise DataError(f'{path}:{n}: "txt" must be a string, got {type(txt).__name__}')
+        key = obj.get("key") or Path(obj["wav"]).stem
+        utts.append(Utterance(str(key), _resolve(obj["wav"], path), txt, str(path), n))
+    return utts
+
+
+def read_kaldi_table(path: Path, allow_empty_value: bool = False) -> dict[str, tuple[int, str]]:
+    """`<key> <value>` lines, split at the first whitespace -> {key: (line, value)}."""
+    table: dict[str, tuple[int, str]] = {}
+    for n, text in _lines(path):
+        fields = text.strip().split(maxsplit=1)
+        if len(fields) == 1 and not allow_empty_value:
+            raise DataError(f"{path}:{n}: one field {fields[0]!r}; expected '<key> <value>'")
+        key = fields[0]
+        if key in table:
+            raise DataError(f"{path}:{n}: duplicate key {key!r} (first on line {table[key][0]})")
+        table[key] = (n, fields[1] if len(fields) > 1 else "")
+    return table
+
+
+def read_kaldi_dir(path: str | Path) -> list[Utterance]:
+    """`wav.scp` + optional `text` from a Kaldi data dir (pipes in wav.scp are not supported)."""
+    path = Path(path)
+    scp = path / "wav.scp"
+    if not scp.is_file():
+        raise DataError(f"{path}: no wav.scp; expected a Kaldi data dir (wav.scp, text)")
+    wavs = read_kaldi_table(scp)
+    texts = (
+        read_kaldi_table(path / "text", allow_empty_value=True)
+        if (path / "text").is_file()
+        else None
+    )
+    utts = []
+    for key, (n, wav) in wavs.items():
+        if wav.endswith("|"):
+            raise DataError(f"{scp}:{n}: pipe commands are not supported; expected a file path")
+        txt = None if texts is None else texts.get(key, (0, None))[1]
+        utts.append(Utterance(key, _resolve(wav, scp), txt, str(scp), n))
+    if texts is not None:
+        orphans = sorted(set(texts) - set(wavs))
+        if orphans:
+            logger.warning(
+                "%s: %d transcripts have no audio in wav.scp, e.g. %s",
+                path / "text",
+                len(orphans),
+                orphans[:3],
+            )
+    return utts
+
+
+def read_data(paths: str) -> list[Utterance]:
+    """Comma-separated jsonl files and/or Kaldi data dirs."""
+    utts: list[Utterance] = []
+    for p in (s.strip() for s in paths.split(",") if s.strip()):
+        if Path(p).is_dir():
+            utts.extend(read_kaldi_dir(p))
+        elif Path(p).is_file():
+            utts.extend(read_jsonl(p))
+        else:
+            raise DataError(
+                f"{p}: no such file or directory; expected a jsonl file or a Kaldi data dir"
+            )
+    return utts
+
+
+def validate(
+    utts: list[Utterance],
+    max_seconds: float = 30.0,
+    need_text: bool = True,
+    tokenizer=None,
+    max_tokens: int | None = None,
+    skip_bad: bool = False,
+) -> list[Utterance]:
+    """Check every utterance; return the good ones (filling `duration`).
+
+    Raises DataError listing every problem unless `skip_bad`, which warns about each
+    and logs the count.
+    """
+    problems: list[str] = []
+    good: list[Utterance] = []
+    seen: dict[str, str] = {}
+    for u in utts:
+        if u.key in seen:
+            problems.append(f"{u.where}: duplicate key, first at {seen[u.key]}")
+            continue
+        seen[u.key] = f"{u.source}:{u.line}"
+        try:
+            u.duration = audio_info(u.wav)[0]
+        except AudioError as e:
+            problems.append(f"{u.where}: {e}")
+            continue
+        if u.duration > max_seconds:
+            problems.append(
+                f"{u.where}: {u.wav} lasts {u.duration:.2f} s, longer than the {max_seconds:.0f} s "
+                "the encoder accepts; split it or raise --max_speech_seconds only for a longer encoder"
+            )
+            continue
+        if need_text:
+            if u.txt is None or not u.txt.strip():
+                problems.append(
+                    f"{u.where}: empty transcript; expected the words spoken in {u.wav}"
+                )
+                continue
+            if tokenizer is not None and max_tokens is not None:
+                n = len(tokenizer(u.txt, add_special_tokens=False).input_ids)
+                if n > max_tokens:
+                    problems.append(
+                        f"{u.where}: transcript is {n} tokens, more than the {max_tokens} "
+                        "that fit in --model_max_length with the prompt and speech"
+                    )
+                    continue
+        good.append(u)
+    if problems:
+        if not skip_bad:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise DataError(
+                f"{len(problems)} bad utterance(s) of {len(utts)}:\n  {shown}{more}\n"
+                "Fix them, or pass --skip_bad_data to skip them."
+            )
+        for p in problems:
+            logger.warning("skipping %s", p)
+        logger.warning("skipped %d bad utterance(s) of %d", len(problems), len(utts))
+    return good
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Utterances -> {"key", "mel" (n_mels, T), "text_ids"} computed on the fly."""
+
+    def __init__(
+        self, utts: list[Utterance], n_mels: int, tokenizer=None, pad_to_30s: bool = False
+    ):
+        self.utts = utts
+        self.n_mels = n_mels
+        self.tokenizer = tokenizer
+        self.pad_to_30s = pad_to_30s
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    @property
+    def lengths(self) -> list[float]:
+        return [u.duration for u in self.utts]
+
+    def __getitem__(self, i: int) -> dict:
+        u = self.utts[i]
+        try:
+            audio = load_audio(u.wav)
+        except AudioError as e:
+            raise AudioError(f"{u.where}: {e}") from e
+        item = {"key": u.key, "mel": log_mel(audio, self.n_mels, self.pad_to_30s)}
+        if self.tokenizer is not None and u.txt is not None:
+            item["text_ids"] = self.tokenizer(u.txt, add_special_tokens=False).input_ids
+        return item

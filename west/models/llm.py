@@ -1,0 +1,105 @@
+"""The causal LLM: loading (folder, hub name or GGUF), LoRA, and the chat prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+SPEECH_PLACEHOLDER = "<|west_speech|>"
+
+
+def load_llm(
+    name_or_path: str, gguf_file: str | None = None, dtype: torch.dtype = torch.float32
+) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """Any transformers causal LM, or a GGUF file (dequantised by transformers)."""
+    kwargs = {}
+    if gguf_file is not None:
+        gguf = Path(gguf_file)
+        if gguf.is_file() and not (Path(name_or_path) / gguf.name).is_file():
+            name_or_path, gguf_file = str(gguf.parent), gguf.name
+        kwargs["gguf_file"] = gguf_file
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **kwargs)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def add_lora(llm: torch.nn.Module, rank: int, alpha: int, dropout: float, targets: str):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=[t.strip() for t in targets.split(",") if t.strip()],
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(llm, config)
+
+
+@dataclass
+class Prompt:
+    """Token ids around the speech: prefix + <speech> + suffix, then the answer + end_id."""
+
+    prefix_ids: list[int]
+    suffix_ids: list[int]
+    end_id: int  # token that closes the assistant's turn
+
+
+def build_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    instruction: str,
+    system_prompt: str | None = None,
+    chat_template: str | None = None,
+) -> Prompt:
+    """Render the chat template once with a placeholder where the speech goes.
+
+    The speech sits at the start of the user turn, before the instruction. The token
+    ending the assistant turn is read from the template itself (what follows the
+    answer), so no per-LLM switch is needed.
+    """
+    if chat_template is not None and Path(chat_template).is_file():
+        chat_template = Path(chat_template).read_text()
+    template = chat_template or tokenizer.chat_template
+    if template is None:
+        raise ValueError(
+            f"{tokenizer.name_or_path}: tokenizer has no chat template; give --chat_template "
+            "(a Jinja string or file)"
+        )
+    messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
+    messages.append({"role": "user", "content": SPEECH_PLACEHOLDER + instruction})
+    text = tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=False, add_generation_prompt=True
+    )
+    prefix, suffix = text.split(SPEECH_PLACEHOLDER)
+    answer = "WESTANSWER"
+    full = tokenizer.apply_chat_template(
+        messages + [{"role": "assistant", "content": answer}],
+        chat_template=template,
+        tokenize=False,
+    )
+    after = full.split(answer, 1)[1]
+    after_ids = tokenizer(after, add_special_tokens=False).input_ids
+    end_id = after_ids[0] if after_ids else tokenizer.eos_token_id
+    encode = lambda s: tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
+    return Prompt(encode(prefix), encode(suffix), end_id)
+
+
+def stop_token_ids(
+    llm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompt: Prompt
+) -> list[int]:
+    """End-of-turn and end-of-text ids from the prompt, tokenizer and generation config."""
+    ids = {prompt.end_id}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    gen = getattr(llm, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(eos)
+    return sorted(ids)

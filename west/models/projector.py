@@ -1,0 +1,53 @@
+"""Projectors: encoder frames (B, T, D_enc) -> LLM input embeddings (B, T // k, D_llm).
+
+Chosen by name from `PROJECTORS`; adding one is a class and a line.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Conv1dProjector(nn.Module):
+    """The seed's projector: Conv1d (kernel = stride = k), ReLU, Linear, ReLU, Linear."""
+
+    def __init__(self, encoder_dim: int, llm_dim: int, ds_rate: int = 5, hidden_size: int = 2048):
+        super().__init__()
+        self.ds_rate = ds_rate
+        self.conv1d = nn.Conv1d(encoder_dim, encoder_dim, kernel_size=ds_rate, stride=ds_rate)
+        self.linear1 = nn.Linear(encoder_dim, hidden_size)
+        self.linear2 = nn.Linear(hidden_size, llm_dim)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, D_enc) -> (B, T // k, D_llm), lengths lens // k."""
+        x = self.conv1d(x.transpose(1, 2)).transpose(1, 2)
+        x = self.linear2(torch.relu(self.linear1(torch.relu(x))))
+        return x, lens // self.ds_rate
+
+
+class LinearProjector(nn.Module):
+    """Stack k consecutive frames, then a 2-layer MLP."""
+
+    def __init__(self, encoder_dim: int, llm_dim: int, ds_rate: int = 5, hidden_size: int = 2048):
+        super().__init__()
+        self.ds_rate = ds_rate
+        self.linear1 = nn.Linear(encoder_dim * ds_rate, hidden_size)
+        self.linear2 = nn.Linear(hidden_size, llm_dim)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, d = x.shape
+        n = t // self.ds_rate
+        x = x[:, : n * self.ds_rate].reshape(b, n, d * self.ds_rate)
+        return self.linear2(torch.relu(self.linear1(x))), lens // self.ds_rate
+
+
+PROJECTORS = {"conv1d": Conv1dProjector, "linear": LinearProjector}
+
+
+def build_projector(
+    name: str, encoder_dim: int, llm_dim: int, ds_rate: int, hidden_size: int
+) -> nn.Module:
+    if name not in PROJECTORS:
+        raise ValueError(f"unknown projector {name!r}; known: {sorted(PROJECTORS)}")
+    return PROJECTORS[name](encoder_dim, llm_dim, ds_rate=ds_rate, hidden_size=hidden_size)

@@ -1,0 +1,204 @@
+"""SpeechLLM: Whisper encoder -> projector -> causal LLM reading speech after a chat prompt.
+
+Sequences are laid out as
+    [prefix prompt] [speech embeddings (n_i)] [suffix prompt] [transcript + end-of-turn]
+right-padded for training (labels -100 everywhere but the transcript) and left-padded
+for generation, so every utterance in a batch sees exactly what it would see alone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from west.config import ModelArguments
+from west.models.encoder import WhisperEncoder
+from west.models.llm import Prompt, stop_token_ids
+
+logger = logging.getLogger(__name__)
+
+IGNORE_ID = -100
+
+
+class SpeechLLM(nn.Module):
+    def __init__(
+        self,
+        config: ModelArguments,
+        encoder: WhisperEncoder,
+        projector: nn.Module,
+        llm: nn.Module,
+        tokenizer,
+        prompt: Prompt,
+    ):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.projector = projector
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.register_buffer(
+            "prefix_ids", torch.tensor(prompt.prefix_ids, dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "suffix_ids", torch.tensor(prompt.suffix_ids, dtype=torch.long), persistent=False
+        )
+        if config.ctc_weight > 0:
+            # CTC over the LLM vocabulary: frames are scored against the frozen input
+            # embeddings, plus one learned blank vector (index = vocab size).
+            self.ctc_blank = nn.Parameter(torch.zeros(self.llm_dim))
+        self.stop_ids = stop_token_ids(llm, tokenizer, prompt)
+
+    # ---- properties -------------------------------------------------------------
+    @property
+    def llm_dim(self) -> int:
+        return self.llm.get_input_embeddings().weight.shape[1]
+
+    @property
+    def embed_tokens(self) -> nn.Embedding:
+        return self.llm.get_input_embeddings()
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None, **kwargs):
+        # Non-reentrant checkpointing works with a frozen LLM whose inputs need grad.
+        gc_kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
+        self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs, **kwargs)
+
+    # ---- speech path ------------------------------------------------------------
+    def encode(
+        self, mel: torch.Tensor, mel_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel (B, n_mels, T) -> encoder frames (B, T', D_enc), lengths (B,)."""
+        frozen = self.config.freeze_encoder
+        mel = mel.to(self.encoder.conv1.weight.dtype)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            return self.encoder(mel, mel_lens)
+
+    def speech_embeddings(
+        self,
+        mel: torch.Tensor | None = None,
+        mel_lens: torch.Tensor | None = None,
+        enc: torch.Tensor | None = None,
+        enc_lens: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Either mel features or cached encoder output -> (B, N, D_llm), lengths (B,)."""
+        if enc is None:
+            enc, enc_lens = self.encode(mel, mel_lens)
+        proj_dtype = next(self.projector.parameters()).dtype
+        speech, lens = self.projector(enc.to(proj_dtype), enc_lens)
+        return speech, lens
+
+    # ---- sequence assembly ------------------------------------------------------
+    def _assemble(
+        self,
+        speech: torch.Tensor,
+        speech_lens: torch.Tensor,
+        text_ids: list[torch.Tensor] | None,
+        left_pad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Build (B, L, D) input embeddings, (B, L) attention mask and (B, L) labels."""
+        emb = self.embed_tokens
+        dtype = emb.weight.dtype
+        prefix, suffix = emb(self.prefix_ids), emb(self.suffix_ids)
+        rows, labels = [], []
+        for i in range(speech.shape[0]):
+            parts = [prefix, speech[i, : speech_lens[i]].to(dtype), suffix]
+            n_prompt = sum(p.shape[0] for p in parts)
+            label = [torch.full((n_prompt,), IGNORE_ID, dtype=torch.long, device=speech.device)]
+            if text_ids is not None:
+                parts.append(emb(text_ids[i]))
+                label.append(text_ids[i])
+            rows.append(torch.cat(parts))
+            labels.append(torch.cat(label))
+        length = max(r.shape[0] for r in rows)
+        b, d = len(rows), rows[0].shape[1]
+        inputs = rows[0].new_zeros(b, length, d)
+        mask = torch.zeros(b, length, dtype=torch.long, device=speech.device)
+        label_out = torch.full((b, length), IGNORE_ID, dtype=torch.long, device=speech.device)
+        for i, (row, lab) in enumerate(zip(rows, labels)):
+            n = row.shape[0]
+            sl = slice(length - n, length) if left_pad else slice(0, n)
+            inputs[i, sl], mask[i, sl], label_out[i, sl] = row, 1, lab
+        return inputs, mask, (label_out if text_ids is not None else None)
+
+    # ---- training -----------------------------------------------------------------
+    def forward(
+        self,
+        text_ids: torch.Tensor,
+        text_lens: torch.Tensor,
+        mel: torch.Tensor | None = None,
+        mel_lens: torch.Tensor | None = None,
+        enc: torch.Tensor | None = None,
+        enc_lens: torch.Tensor | None = None,
+        **unused,
+    ) -> dict[str, torch.Tensor]:
+        """text_ids: (B, L) transcript token ids (no end token), padded; text_lens: (B,)."""
+        speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
+        end = torch.tensor([self.prompt.end_id], device=text_ids.device)
+        targets = [torch.cat([text_ids[i, : text_lens[i]], end]) for i in range(text_ids.shape[0])]
+        out: dict[str, torch.Tensor] = {}
+        loss = speech.new_zeros(())
+        if self.config.lm_weight > 0:
+            inputs, mask, labels = self._assemble(speech, speech_lens, targets, left_pad=False)
+            logits = self.llm(inputs_embeds=inputs, attention_mask=mask).logits
+            lm_loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(),
+                labels[:, 1:].flatten(),
+                ignore_index=IGNORE_ID,
+            )
+            out["lm_loss"] = lm_loss.detach()
+            loss = loss + self.config.lm_weight * lm_loss
+        if self.config.ctc_weight > 0:
+            ctc_loss = self.ctc_loss(speech, speech_lens, text_ids, text_lens)
+            out["ctc_loss"] = ctc_loss.detach()
+            loss = loss + self.config.ctc_weight * ctc_loss
+        out["loss"] = loss
+        return out
+
+    def ctc_logits(self, speech: torch.Tensor) -> torch.Tensor:
+        """(B, N, D_llm) -> (B, N, V + 1): similarity to each token embedding, blank last."""
+        weight = self.embed_tokens.weight.float()
+        blank = self.ctc_blank.float()[None]
+        return speech.float() @ torch.cat([weight, blank]).T
+
+    def ctc_loss(self, speech, speech_lens, text_ids, text_lens) -> torch.Tensor:
+        log_probs = self.ctc_logits(speech).log_softmax(-1).transpose(0, 1)  # (N, B, V+1)
+        blank = log_probs.shape[-1] - 1
+        return F.ctc_loss(
+            log_probs, text_ids, speech_lens, text_lens, blank=blank, zero_infinity=True
+        )
+
+    # ---- decoding -----------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(
+        self,
+        mel: torch.Tensor | None = None,
+        mel_lens: torch.Tensor | None = None,
+        enc: torch.Tensor | None = None,
+        enc_lens: torch.Tensor | None = None,
+        num_beams: int = 1,
+        max_new_tokens: int = 200,
+        **generate_kwargs,
+    ) -> list[str]:
+        """Batched greedy or beam search; returns one transcript per utterance."""
+        speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
+        inputs, mask, _ = self._assemble(speech, speech_lens, None, left_pad=True)
+        tok = self.tokenizer
+        output = self.llm.generate(
+            inputs_embeds=inputs,
+            attention_mask=mask,
+            num_beams=num_beams,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=self.stop_ids,
+            pad_token_id=tok.pad_token_id,
+            **generate_kwargs,
+        )
+        return [t.strip() for t in tok.batch_decode(output, skip_special_tokens=True)]
+
+    # ---- checkpoints --------------------------------------------------------------
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}

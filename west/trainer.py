@@ -1,0 +1,122 @@
+"""WestTrainer: Hugging Face's Trainer with WeST's checkpoints, sampler and optimizer groups.
+
+- Checkpoints hold only what was trained (projector, LoRA) as safetensors, plus
+  `west_config.json`, and a `west_complete` marker written last: a checkpoint without
+  it (killed while saving) is never resumed from.
+- Batches are grouped by length (seeded by epoch, so a resumed run keeps its order).
+- LoRA adapters may have their own learning rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import Trainer
+
+from west.data.batching import LengthGroupedSampler
+from west.models.build import load_trained
+
+logger = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "west_complete"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """Newest `checkpoint-N` holding the completion marker; incomplete ones are set aside."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return None
+    found = []
+    for d in out.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if m and d.is_dir():
+            if (d / COMPLETE_MARKER).is_file():
+                found.append((int(m.group(1)), d))
+            else:
+                aside = d.with_name(f"incomplete-{d.name}")
+                shutil.rmtree(aside, ignore_errors=True)
+                d.rename(aside)
+                logger.warning(
+                    "%s was not completely written (killed while saving?): moved to %s", d, aside
+                )
+    return str(max(found)[1]) if found else None
+
+
+class WestTrainer(Trainer):
+    def __init__(self, *args, model_config=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_config = model_config
+        self._extra_losses: dict[str, list[float]] = defaultdict(list)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if getattr(self.args, "length_grouping", True) and hasattr(dataset, "lengths"):
+            return LengthGroupedSampler(
+                dataset.lengths, self.args.per_device_train_batch_size, seed=self.args.seed
+            )
+        return super()._get_train_sampler(train_dataset)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        for name in ("lm_loss", "ctc_loss"):
+            if name in outputs:
+                self._extra_losses[name].append(float(outputs[name]))
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            for name, values in self._extra_losses.items():
+                if values:
+                    logs[name] = round(sum(values) / len(values), 4)
+            self._extra_losses.clear()
+        super().log(logs, start_time)
+
+    def create_optimizer(self, model=None):
+        lora_lr = getattr(self.args, "lora_learning_rate", None)
+        if self.optimizer is None and lora_lr:
+            model = self.model
+            decay = set(self.get_decay_parameter_names(model))
+            groups: dict[tuple[float, float], list[torch.nn.Parameter]] = defaultdict(list)
+            for n, p in model.named_parameters():
+                if p.requires_grad:
+                    lr = lora_lr if "lora_" in n else self.args.learning_rate
+                    wd = self.args.weight_decay if n in decay else 0.0
+                    groups[(lr, wd)].append(p)
+            params = [
+                {"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()
+            ]
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = cls(params, **kwargs)
+        return super().create_optimizer()
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # Only trained tensors are in WeST checkpoints: load them with shape checks.
+        load_trained(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        model = self.accelerator.unwrap_model(self.model)
+        trainable = set(model.trainable_state_dict())
+        state = state_dict if state_dict else model.state_dict()
+        state = {k: v.detach().cpu().contiguous() for k, v in state.items() if k in trainable}
+        save_file(state, os.path.join(output_dir, WEIGHTS_NAME), metadata={"format": "pt"})
+        if self.model_config is not None:
+            self.model_config.save(output_dir)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            (ckpt / COMPLETE_MARKER).write_text(f"{self.state.global_step}\n")
