@@ -1,0 +1,43 @@
+"""Projectors: shapes, lengths, the seed's parameter counts, the registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from west.models.build import count_params
+from west.models.projector import Conv1dProjector, build_projector
+
+
+@pytest.mark.parametrize(
+    ("encoder_dim", "llm_dim", "seed_mib"),
+    [(384, 4096, 9.46), (768, 4096, 12.32), (1280, 4096, 18.32), (384, 1536, 4.46)],
+)
+def test_conv1d_parameter_count_matches_seed_table(encoder_dim, llm_dim, seed_mib):
+    """The seed's table counts parameters in units of 2**20: Whisper tiny + LLaMA 3 8B = 9.46M."""
+    projector = Conv1dProjector(encoder_dim, llm_dim, ds_rate=5, hidden_size=2048)
+    assert round(count_params(projector) / 2**20, 2) == seed_mib
+
+
+@pytest.mark.parametrize("name", ["conv1d", "linear"])
+def test_shapes_and_lengths(name):
+    projector = build_projector(name, 64, 96, ds_rate=5, hidden_size=32)
+    x = torch.randn(2, 23, 64)
+    y, lens = projector(x, torch.tensor([23, 11]))
+    assert y.shape == (2, 4, 96)
+    assert lens.tolist() == [4, 2]
+
+
+@pytest.mark.parametrize("name", ["conv1d", "linear"])
+def test_outputs_on_real_frames_ignore_padding(name):
+    projector = build_projector(name, 8, 16, ds_rate=3, hidden_size=8)
+    x = torch.randn(1, 10, 8)
+    padded = torch.cat([x, torch.randn(1, 5, 8)], dim=1)
+    a, n = projector(x, torch.tensor([10]))
+    b, _ = projector(padded, torch.tensor([10]))
+    torch.testing.assert_close(a[0, : int(n)], b[0, : int(n)])
+
+
+def test_unknown_projector_lists_known():
+    with pytest.raises(ValueError, match=r"known: \['conv1d', 'linear'\]"):
+        build_projector("qformer", 8, 8, 5, 8)
