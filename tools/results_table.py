@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Markdown results tables from decode folders (see west/scoring/table.py for the layout).
+
+Usage: tools/results_table.py [--beam N|best] [--metric WER|CER] [--keep_order]
+                              [--output FILE] EXP_DIR...
+"""
+
+import argparse
+import sys
+
+from west.scoring.table import (
+    ResultsError,
+    beam_table,
+    load_experiment,
+    natural_key,
+    results_table,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("exp_dirs", nargs="+", metavar="EXP_DIR")
+    p.add_argument(
+        "--beam",
+        default="1",
+        help="beam size shown in the main table, or 'best'; a test set not decoded at this "
+        "beam shows its best beam, marked (default: 1)",
+    )
+    p.add_argument("--metric", default="WER", help="row label of the beam table (default: WER)")
+    p.add_argument(
+        "--keep_order",
+        action="store_true",
+        help="number experiments in command-line order (default: sorted by folder path)",
+    )
+    p.add_argument("--output", help="also write the tables to this file")
+    args = p.parse_args(argv)
+    if args.beam != "best" and not args.beam.isdigit():
+        p.error(f"--beam expects a number or 'best', got '{args.beam}'")
+    beam = None if args.beam == "best" else int(args.beam)
+
+    dirs = args.exp_dirs if args.keep_order else sorted(args.exp_dirs, key=natural_key)
+    try:
+        experiments = [load_experiment(d) for d in dirs]
+    except (ResultsError, OSError) as e:
+        print(f"results_table.py: error: {e}", file=sys.stderr)
+        return 1
+    for e in experiments:
+        if not e.decodes:
+            print(f"results_table.py: warning: {e.path}: no decode_*_beam*/wer", file=sys.stderr)
+
+    text = results_table(experiments, beam) + "\n\n" + beam_table(experiments, args.metric) + "\n"
+    print(text, end="")
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Score a hypothesis ``text`` file against a reference, printing Kaldi's WER lines.
+
+Usage::
+
+    west-score [--mode word|char|mixed] [--normalizer english|chinese|none] [--no_normalize]
+               [--details FILE] [--filter_hallucinations] REF HYP
+
+Exit status: 0 when scored; 1 when an input file is unreadable or malformed, or HYP has an
+utterance that REF lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from west.scoring.details import write_details
+from west.scoring.normalize import DEFAULT_NORMALIZER, NORMALIZERS, get_normalizer
+from west.scoring.report import filtered_lines, kaldi_lines
+from west.scoring.textio import TextFileError, read_kaldi_text
+from west.scoring.tokenize import MODES, get_tokenizer
+from west.scoring.wer import UnknownKeyError, score_utterances, summarize
+
+PROG = "west-score"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Kaldi-style WER/CER of a hypothesis text file against a reference.",
+    )
+    p.add_argument("ref", help="reference Kaldi text file: '<utt-id> <transcript>' per line")
+    p.add_argument("hyp", help="hypothesis Kaldi text file, same format")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="word",
+        help="scoring unit: words (English), characters (Chinese), or CJK characters + "
+        "Latin words (default: word)",
+    )
+    p.add_argument(
+        "--normalizer",
+        choices=NORMALIZERS,
+        default=None,
+        help="text normaliser for both files (default: english for word mode, "
+        "chinese for char and mixed modes)",
+    )
+    p.add_argument(
+        "--no_normalize",
+        "--no-normalize",
+        action="store_true",
+        help="score the text as written (same as --normalizer none)",
+    )
+    p.add_argument("--details", metavar="FILE", help="write per-utterance alignments here")
+    p.add_argument(
+        "--filter_hallucinations",
+        "--filter-hallucinations",
+        action="store_true",
+        help="also report the WER without hallucinated utterances "
+        "(see west/scoring/hallucination.py)",
+    )
+    return p
+
+
+def _normalizer_name(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    if args.no_normalize:
+        if args.normalizer not in (None, "none"):
+            parser.error(f"--no_normalize contradicts --normalizer {args.normalizer}")
+        return "none"
+    return args.normalizer or DEFAULT_NORMALIZER[args.mode]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    normalizer = _normalizer_name(args, parser)
+    try:
+        refs = read_kaldi_text(args.ref)
+        hyps = read_kaldi_text(args.hyp)
+        scores = score_utterances(
+            refs,
+            hyps,
+            tokenize=get_tokenizer(args.mode),
+            normalize=get_normalizer(normalizer),
+            detect_hallucinations=args.filter_hallucinations,
+            hyp_name=args.hyp,
+        )
+    except (TextFileError, UnknownKeyError, OSError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+
+    missing = [s.key for s in scores if s.missing]
+    if missing:
+        print(
+            f"{PROG}: {len(missing)} reference utterance(s) have no hypothesis in {args.hyp}, "
+            f"counted as all deletions: {' '.join(missing)}",
+            file=sys.stderr,
+        )
+    raw = summarize(scores)
+    lines = kaldi_lines(raw)
+    if args.filter_hallucinations:
+        flagged = [s for s in scores if s.hallucination]
+        for s in flagged:
+            print(
+                f"{PROG}: hallucination ({s.hallucination}): {s.key} {s.hyp_text}", file=sys.stderr
+            )
+        kept = summarize(s for s in scores if not s.hallucination)
+        lines += filtered_lines(raw, kept, len(flagged))
+    if raw.wer is None:
+        print(
+            f"{PROG}: WER is undefined: the references hold no {args.mode} tokens "
+            f"after '{normalizer}' normalisation",
+            file=sys.stderr,
+        )
+    if args.details:
+        with open(args.details, "w", encoding="utf-8") as f:
+            write_details(scores, f)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

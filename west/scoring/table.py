@@ -1,0 +1,258 @@
+"""Markdown results tables built from decode folders, ready to paste into a README.
+
+An experiment folder holds one folder per decode, named after its settings, each with the
+``wer`` file that ``west-score`` printed::
+
+    EXP_DIR/decode_<testset>_beam<N>/wer      (or EXP_DIR/decode/<testset>_beam<N>/wer)
+    EXP_DIR/west_config.json                  (optional: names the model's parts)
+
+``west_config.json`` (at the top, else in the latest ``checkpoint-N/``) keys used:
+``llm_model_name_or_path``, ``whisper_model_name_or_path``, ``projector`` and, optionally,
+``projector_params`` (an int). Without that key, the projector's size is counted from the
+``projector.*`` tensors listed in the ``model.safetensors`` header beside the config, if any.
+Without a config, the folder name is parsed: ``<llm>-whisper-<size>[-<projector>]`` (``-`` or
+``_`` as separators).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_NAME = "west_config.json"
+WEIGHTS_NAME = "model.safetensors"
+# Published parameter counts of the openai-whisper checkpoints (whisper's README).
+WHISPER_SIZES = {
+    "tiny": "39M",
+    "base": "74M",
+    "small": "244M",
+    "medium": "769M",
+    "large": "1.5G",
+    "turbo": "809M",
+}
+_DECODE_DIR = re.compile(r"^(?:decode_)?(?P<testset>.+)_beam(?P<beam>\d+)$")
+_RAW_FILTERED = re.compile(r"^%WER raw/filtered (?P<raw>\S+)/(?P<filtered>\S+)")
+_KALDI_WER = re.compile(r"^%WER (?P<raw>\d+(?:\.\d+)?|undefined) \[")
+_FOLDER = re.compile(
+    r"^(?P<llm>.*?)[-_]?whisper[-_]?(?P<size>(?:tiny|base|small|medium|large|turbo)"
+    r"(?:[-_]?v\d)?(?:\.en)?)(?:[-_](?P<projector>.+))?$",
+    re.IGNORECASE,
+)
+
+
+class ResultsError(ValueError):
+    """A decode folder or config that cannot be read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Decode:
+    """The score of one decode: ``raw`` and optionally ``filtered`` WER as printed."""
+
+    testset: str
+    beam: int
+    raw: str
+    filtered: str | None = None
+
+    @property
+    def cell(self) -> str:
+        return self.raw if self.filtered is None else f"{self.raw}/{self.filtered}"
+
+    @property
+    def sort_value(self) -> float:
+        """The raw WER as a number (undefined sorts last), for picking the best beam."""
+        try:
+            return float(self.raw)
+        except ValueError:
+            return float("inf")
+
+
+@dataclass
+class Experiment:
+    """One training run: what it is built from and its decodes."""
+
+    path: Path
+    llm: str
+    encoder: str
+    projector: str
+    decodes: list[Decode] = field(default_factory=list)
+
+    def testsets(self) -> set[str]:
+        return {d.testset for d in self.decodes}
+
+    def beams(self) -> set[int]:
+        return {d.beam for d in self.decodes}
+
+    def get(self, testset: str, beam: int) -> Decode | None:
+        for d in self.decodes:
+            if d.testset == testset and d.beam == beam:
+                return d
+        return None
+
+    def best(self, testset: str) -> Decode | None:
+        found = [d for d in self.decodes if d.testset == testset]
+        return min(found, key=lambda d: (d.sort_value, d.beam)) if found else None
+
+
+def read_wer_file(path: Path) -> tuple[str, str | None]:
+    """``(raw, filtered)`` from a ``west-score`` output; ``filtered`` is None if absent."""
+    raw = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = _RAW_FILTERED.match(line)
+        if m:
+            return m["raw"], m["filtered"]
+        m = _KALDI_WER.match(line)
+        if m and raw is None:
+            raw = m["raw"]
+    if raw is None:
+        raise ResultsError(f"{path}: no '%WER <number> [' line; expected west-score's output")
+    return raw, None
+
+
+def find_decodes(exp_dir: Path) -> list[Decode]:
+    """Every ``decode_<testset>_beam<N>/wer`` (or ``decode/<testset>_beam<N>/wer``)."""
+    candidates = [p for p in exp_dir.glob("decode_*/wer")]
+    candidates += [p for p in exp_dir.glob("decode/*/wer")]
+    decodes = []
+    for wer in sorted(candidates):
+        m = _DECODE_DIR.match(wer.parent.name)
+        if not m:
+            continue
+        raw, filtered = read_wer_file(wer)
+        decodes.append(Decode(m["testset"], int(m["beam"]), raw, filtered))
+    return decodes
+
+
+def encoder_name(name_or_path: str) -> str:
+    """``tiny`` -> ``Whisper tiny 39M``; ``.../whisper-large-v3.pt`` -> ``Whisper large-v3 1.5G``."""
+    base = Path(name_or_path.rstrip("/")).name.removesuffix(".pt")
+    base = re.sub(r"^whisper[-_]?", "", base, flags=re.IGNORECASE)
+    size = WHISPER_SIZES.get(re.split(r"[-_.]", base.lower())[0])
+    return f"Whisper {base} {size}" if size else f"Whisper {base}"
+
+
+def projector_name(projector: str, params: int | None) -> str:
+    """``conv1d`` with 13320000 parameters -> ``conv1d 13.32M``."""
+    return f"{projector} {params / 1e6:.2f}M" if params else projector
+
+
+def find_config(exp_dir: Path) -> Path | None:
+    """``exp_dir/west_config.json``, else the one in the highest ``checkpoint-N/``, else None."""
+    if (exp_dir / CONFIG_NAME).is_file():
+        return exp_dir / CONFIG_NAME
+    checkpoints = [
+        (int(m.group(1)), p / CONFIG_NAME)
+        for p in exp_dir.glob("checkpoint-*")
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / CONFIG_NAME).is_file()
+    ]
+    return max(checkpoints)[1] if checkpoints else None
+
+
+def count_projector_params(weights: Path) -> int | None:
+    """Elements of the ``projector.*`` tensors in a safetensors file (header only), or None."""
+    try:
+        with open(weights, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+    except (OSError, struct.error, ValueError):
+        return None
+    total = sum(
+        math.prod(info["shape"])
+        for name, info in header.items()
+        if name.startswith("projector.") and isinstance(info, dict)
+    )
+    return total or None
+
+
+def describe(exp_dir: Path) -> tuple[str, str, str]:
+    """``(llm, speech encoder, projector)`` from ``west_config.json`` or the folder name."""
+    config_path = find_config(exp_dir)
+    if config_path is not None:
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ResultsError(f"{config_path}:{e.lineno}: invalid JSON: {e.msg}") from None
+        llm = config.get("llm_model_name_or_path")
+        encoder = config.get("whisper_model_name_or_path")
+        projector = config.get("projector")
+        params = config.get("projector_params") or count_projector_params(
+            config_path.parent / WEIGHTS_NAME
+        )
+        return (
+            Path(str(llm).rstrip("/")).name if llm else "-",
+            encoder_name(str(encoder)) if encoder else "-",
+            projector_name(str(projector), params) if projector else "-",
+        )
+    m = _FOLDER.match(exp_dir.resolve().name)
+    if not m:
+        return exp_dir.resolve().name, "-", "-"
+    return m["llm"] or "-", encoder_name(m["size"]), m["projector"] or "-"
+
+
+def load_experiment(exp_dir: str | Path) -> Experiment:
+    """Read one experiment folder."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise ResultsError(f"{exp_dir}: not a directory; expected an experiment folder")
+    llm, encoder, projector = describe(exp_dir)
+    return Experiment(exp_dir, llm, encoder, projector, find_decodes(exp_dir))
+
+
+def natural_key(text: str) -> list[int | str]:
+    """Sort key that puts ``exp2`` before ``exp10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table with every column padded to its widest cell."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join(
+        [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        + [line(r) for r in rows]
+    )
+
+
+def choose(exp: Experiment, testset: str, beam: int | None) -> str:
+    """The cell for one test set: at ``beam`` (None: the best beam); a fallback is marked."""
+    decode = exp.get(testset, beam) if beam is not None else None
+    if decode is not None:
+        return decode.cell
+    best = exp.best(testset)
+    return "-" if best is None else f"{best.cell} (beam {best.beam})"
+
+
+def results_table(experiments: Sequence[Experiment], beam: int | None = 1) -> str:
+    """One row per experiment, one column per test set, at ``beam`` (None: best beam)."""
+    testsets = sorted(set().union(*(e.testsets() for e in experiments)), key=natural_key)
+    header = ["Exp", "LLM", "Speech Encoder", "Projector", *testsets]
+    rows = [
+        [str(i), e.llm, e.encoder, e.projector, *(choose(e, t, beam) for t in testsets)]
+        for i, e in enumerate(experiments, start=1)
+    ]
+    return markdown_table(header, rows)
+
+
+def beam_table(experiments: Sequence[Experiment], metric: str = "WER") -> str:
+    """``| beam_size | 1 | 3 | ... |`` with one row per experiment and test set."""
+    beams = sorted(set().union(*(e.beams() for e in experiments)))
+    testsets = sorted(set().union(*(e.testsets() for e in experiments)), key=natural_key)
+    rows = []
+    for i, e in enumerate(experiments, start=1):
+        for t in testsets:
+            if t not in e.testsets():
+                continue
+            label = metric
+            if len(testsets) > 1:
+                label += f" {t}"
+            if len(experiments) > 1:
+                label += f" (Exp {i})"
+            rows.append([label, *((d.cell if (d := e.get(t, b)) else "-") for b in beams)])
+    return markdown_table(["beam_size", *map(str, beams)], rows)
