@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from west.config import ModelArguments
+from west.config import CONFIG_NAME, ModelArguments
 from west.data.batching import collate
 from west.data.dataset import SpeechDataset, Utterance
 from west.models.build import build_model
@@ -30,8 +30,13 @@ def load_model(
     `model_dir` supplies the configuration and the trained weights (`model.safetensors`);
     without it, `overrides` must name the encoder, LLM and projector weights.
     """
-    config = ModelArguments.load(model_dir) if model_dir else ModelArguments()
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    weights = overrides.get("projector_model_path")
+    if model_dir is None and weights and (Path(weights).parent / CONFIG_NAME).is_file():
+        # The seed's flags name the weights file; the config saved beside it fills in
+        # the rest (projector size, LoRA, prompt) so those need not be repeated.
+        model_dir = Path(weights).parent
+    config = ModelArguments.load(model_dir) if model_dir else ModelArguments()
     if model_dir and "projector_model_path" not in overrides:
         overrides["projector_model_path"] = str(Path(model_dir) / "model.safetensors")
     config = dataclasses.replace(config, **overrides)
