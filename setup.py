@@ -20,6 +20,8 @@ setup(
             "west-train = west.bin.train:main",
             "west-recognize = west.bin.recognize:main",
             "west-score = west.bin.score:main",
+            "west-transcribe = west.bin.transcribe:main",
+            "west-export = west.bin.export:main",
         ],
     },
 )
