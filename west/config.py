@@ -136,6 +136,10 @@ class TrainingArguments(transformers.TrainingArguments):
     length_grouping: bool = field(
         default=True, metadata={"help": "batch utterances of similar length together"}
     )
+    log_utterance_keys: bool = field(
+        default=False,
+        metadata={"help": "append each step's utterance keys to utterance_keys.rank<N>.txt"},
+    )
     lora_learning_rate: float | None = field(
         default=None,
         metadata={"help": "learning rate of the LoRA adapters (default: learning_rate)"},

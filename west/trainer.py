@@ -65,6 +65,12 @@ class WestTrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if getattr(self.args, "log_utterance_keys", False) and model.training:
+            # An audit trail of the data order: lets a resumed run be checked against an
+            # unbroken one (steps redone after a kill appear twice; the last one counts).
+            path = Path(self.args.output_dir) / f"utterance_keys.rank{self.args.process_index}.txt"
+            with open(path, "a") as f:
+                f.write(f"{self.state.global_step + 1} {' '.join(inputs['keys'])}\n")
         outputs = model(**inputs)
         for name in ("lm_loss", "ctc_loss"):
             if name in outputs:
