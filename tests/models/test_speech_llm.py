@@ -153,3 +153,18 @@ def test_pad_to_30s_gives_300_speech_tokens(model_args, speech_dir):
     b = collate([item])
     speech, lens = model.speech_embeddings(b["mel"], b["mel_lens"])
     assert lens.tolist() == [300]
+
+
+def test_lm_loss_on_transcript_positions_equals_full_logits(model, batch):
+    import torch.nn.functional as F
+
+    speech, lens = model.speech_embeddings(batch["mel"], batch["mel_lens"])
+    end = torch.tensor([model.prompt.end_id])
+    targets = [torch.cat([batch["text_ids"][i, : batch["text_lens"][i]], end]) for i in range(4)]
+    inputs, mask, labels = model._assemble(speech, lens, targets, left_pad=False)
+    with torch.no_grad():
+        logits = model.llm(inputs_embeds=inputs, attention_mask=mask).logits
+        full = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100
+        )
+        assert float(model.lm_loss(inputs, mask, labels)) == pytest.approx(float(full), rel=1e-5)

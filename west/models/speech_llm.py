@@ -142,12 +142,7 @@ class SpeechLLM(nn.Module):
         loss = speech.new_zeros(())
         if self.config.lm_weight > 0:
             inputs, mask, labels = self._assemble(speech, speech_lens, targets, left_pad=False)
-            logits = self.llm(inputs_embeds=inputs, attention_mask=mask).logits
-            lm_loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(),
-                labels[:, 1:].flatten(),
-                ignore_index=IGNORE_ID,
-            )
+            lm_loss = self.lm_loss(inputs, mask, labels)
             out["lm_loss"] = lm_loss.detach()
             loss = loss + self.config.lm_weight * lm_loss
         if self.config.ctc_weight > 0:
@@ -156,6 +151,24 @@ class SpeechLLM(nn.Module):
             loss = loss + self.config.ctc_weight * ctc_loss
         out["loss"] = loss
         return out
+
+    def lm_loss(
+        self, inputs: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """Next-token loss on the transcript positions only.
+
+        The output layer runs on those positions alone: with a 50k-150k vocabulary its
+        logits over prompt and speech positions would cost a large share of the step.
+        """
+        base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        target = labels[:, 1:]
+        keep = target != IGNORE_ID
+        if getattr(base.config, "final_logit_softcapping", None):
+            logits = self.llm(inputs_embeds=inputs, attention_mask=mask).logits[:, :-1][keep]
+        else:
+            hidden = base.get_decoder()(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+            logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+        return F.cross_entropy(logits.float(), target[keep])
 
     def ctc_logits(self, speech: torch.Tensor) -> torch.Tensor:
         """(B, N, D_llm) -> (B, N, V + 1): similarity to each token embedding, blank last."""
