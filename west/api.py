@@ -1,22 +1,42 @@
-"""Putting a trained model together for use, and decoding data lists with it."""
+"""Putting a trained model together for use: decoding data lists, transcribing files and
+arrays of any length (`west.load(model_dir).transcribe(...)`), and exporting a model folder.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
+import shutil
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from west.config import CONFIG_NAME, ModelArguments
+from west.data.audio import (
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    SILENCE_PEAK,
+    AudioError,
+    load_audio,
+    log_mel,
+    prepare_audio,
+)
 from west.data.batching import collate
-from west.data.dataset import SpeechDataset, Utterance
+from west.data.dataset import DataError, SpeechDataset, Utterance, read_kaldi_table
+from west.data.segment import split_points
 from west.models.build import build_model
 from west.models.speech_llm import SpeechLLM
 
 logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def load_model(
@@ -38,7 +58,11 @@ def load_model(
         model_dir = Path(weights).parent
     config = ModelArguments.load(model_dir) if model_dir else ModelArguments()
     if model_dir and "projector_model_path" not in overrides:
-        overrides["projector_model_path"] = str(Path(model_dir) / "model.safetensors")
+        overrides["projector_model_path"] = str(Path(model_dir) / WEIGHTS_NAME)
+    template = overrides.get("chat_template", config.chat_template)
+    if model_dir and template and not _is_file(template) and _is_file(Path(model_dir) / template):
+        # An exported folder carries its template file and names it relative to itself.
+        overrides["chat_template"] = str(Path(model_dir) / template)
     config = dataclasses.replace(config, **overrides)
     model = build_model(config, llm_dtype=dtype)
     model.projector.to(dtype)
@@ -107,3 +131,529 @@ def recognize(
     }
     logger.info("decoded %d utterances in %.1f s (RTF %.3f)", len(todo), elapsed, stats["rtf"])
     return stats
+
+
+def _is_file(path: str | os.PathLike) -> bool:
+    """Path.is_file that says False (not OSError) for strings too long to be a path."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
+
+
+# ---- transcribing files and arrays --------------------------------------------------
+
+
+@dataclasses.dataclass
+class Segment:
+    """A piece of a recording decoded on its own: times in seconds from its start."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclasses.dataclass
+class Transcript:
+    """One input's result; `error` is set (and `text` empty) when it was skipped as bad."""
+
+    name: str
+    text: str
+    segments: list[Segment]
+    duration: float = 0.0
+    error: str | None = None
+
+
+class Transcriber:
+    """A trained SpeechLLM that turns recordings of any length into text.
+
+    Recordings longer than the encoder's window are cut at pauses into windows of at
+    most `max_window_seconds` (west.data.segment); all windows of a group of inputs are
+    decoded together, longest first, `batch_size` at a time, and each input's window
+    texts are joined with spaces.
+    """
+
+    def __init__(
+        self,
+        model: SpeechLLM,
+        num_beams: int = 1,
+        batch_size: int = 8,
+        max_new_tokens: int = 200,
+        max_window_seconds: float = 28.0,
+        search_seconds: float = 8.0,
+        model_dir: str | Path | None = None,
+    ):
+        self.model = model
+        self.num_beams = num_beams
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.max_window_seconds = min(max_window_seconds, self.window_seconds)
+        self.search_seconds = min(search_seconds, self.max_window_seconds)
+        self.model_dir = model_dir
+
+    @property
+    def window_seconds(self) -> float:
+        """Longest audio the encoder accepts (30 s for Whisper)."""
+        dims = getattr(self.model.encoder, "dims", None)
+        if dims is None:
+            return 30.0
+        return dims.n_ctx * 2 * HOP_LENGTH / SAMPLE_RATE
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.projector.parameters()).device
+
+    def __repr__(self) -> str:
+        c = self.model.config
+        return (
+            f"Transcriber(model_dir={str(self.model_dir)!r}, encoder={c.whisper_model_name_or_path!r}, "
+            f"llm={c.llm_model_name_or_path!r}, device={str(self.device)!r})"
+        )
+
+    def transcribe(
+        self,
+        audio,
+        sample_rate: int | None = None,
+        *,
+        return_segments: bool = False,
+        skip_bad: bool = False,
+        num_beams: int | None = None,
+        batch_size: int | None = None,
+        max_new_tokens: int | None = None,
+        progress: bool | None = None,
+    ):
+        """Transcribe one input or a list of them.
+
+        audio: a path (wav, flac; any rate and channel count), a (T,) or (T, C) array or
+            tensor of samples at `sample_rate`, or a list of these.
+        Returns a str for one input and a list of str (same order) for a list; with
+        `return_segments`, a list of Segment (start, end, text) per input instead. With
+        `skip_bad`, a bad input (missing, not audio, silent) is warned about and gives
+        None instead of raising AudioError.
+        """
+        single = isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor))
+        items = [audio] if single else list(audio)
+        results = [
+            None if t.error else (t.segments if return_segments else t.text)
+            for t in self.stream(
+                items,
+                sample_rate,
+                skip_bad=skip_bad,
+                num_beams=num_beams,
+                batch_size=batch_size,
+                max_new_tokens=max_new_tokens,
+                progress=progress,
+            )
+        ]
+        return results[0] if single else results
+
+    def stream(
+        self,
+        inputs: Sequence,
+        sample_rate: int | None = None,
+        names: Sequence[str] | None = None,
+        *,
+        skip_bad: bool = False,
+        num_beams: int | None = None,
+        batch_size: int | None = None,
+        max_new_tokens: int | None = None,
+        progress: bool | None = None,
+        group_size: int | None = None,
+    ) -> Iterator[Transcript]:
+        """Yield a Transcript per input, in order, decoding `group_size` inputs at a time.
+
+        Only one group's audio is held in memory. `names` label the inputs in results and
+        error messages (default: the path, or `<array i>`). `progress`: a bar counting
+        inputs; None shows it for 10 inputs or more when stderr is a terminal.
+        """
+        batch_size = batch_size or self.batch_size
+        names = (
+            list(names)
+            if names is not None
+            else [_default_name(x, i) for i, x in enumerate(inputs)]
+        )
+        if len(names) != len(inputs):
+            raise ValueError(f"{len(names)} names for {len(inputs)} inputs")
+        group_size = group_size or max(32, 8 * batch_size)
+        # Auto: shown for many inputs, and (tqdm's None) only when stderr is a terminal.
+        disable = (None if len(inputs) >= 10 else True) if progress is None else not progress
+        start, audio_seconds, skipped = time.perf_counter(), 0.0, 0
+        with tqdm(total=len(inputs), desc="transcribe", unit="utt", disable=disable) as bar:
+            for g in range(0, len(inputs), group_size):
+                audios: list[np.ndarray | None] = []
+                errors: list[str | None] = []
+                for x, name in zip(inputs[g : g + group_size], names[g : g + group_size]):
+                    try:
+                        audios.append(self._load(x, sample_rate, name))
+                        errors.append(None)
+                    except AudioError as e:
+                        if not skip_bad:
+                            raise
+                        logger.warning("skipping %s", e)
+                        audios.append(None)
+                        errors.append(str(e))
+                        skipped += 1
+                        bar.update(1)
+                segments = self._decode_group(
+                    audios, batch_size, num_beams, max_new_tokens, names[g:], bar
+                )
+                for i, (audio, segs) in enumerate(zip(audios, segments)):
+                    duration = 0.0 if audio is None else len(audio) / SAMPLE_RATE
+                    audio_seconds += duration
+                    text = " ".join(s.text for s in segs if s.text)
+                    yield Transcript(names[g + i], text, segs, duration, errors[i])
+        elapsed = time.perf_counter() - start
+        logger.info(
+            "transcribed %d input(s), %.1f s of audio, in %.1f s (RTF %.3f)%s",
+            len(inputs) - skipped,
+            audio_seconds,
+            elapsed,
+            elapsed / audio_seconds if audio_seconds else 0.0,
+            f"; skipped {skipped} bad input(s)" if skipped else "",
+        )
+
+    def _load(self, x, sample_rate: int | None, name: str) -> np.ndarray:
+        """A path or a (T,) / (T, C) array -> float32 mono 16 kHz; AudioError names the input."""
+        if isinstance(x, (str, os.PathLike)):
+            try:
+                return load_audio(x)
+            except AudioError as e:
+                raise AudioError(e if name == str(x) else f"{name}: {e}") from e
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().float().numpy()
+        if not isinstance(x, np.ndarray):
+            raise TypeError(
+                f"{name}: expected a path or an array of samples, got {type(x).__name__}"
+            )
+        if sample_rate is None:
+            raise ValueError(f"{name}: give sample_rate= with arrays of samples")
+        if x.ndim > 2 or (x.ndim == 2 and x.shape[1] > x.shape[0]):
+            raise ValueError(
+                f"{name}: array of shape {x.shape}; expected (T,) or (T, channels) samples "
+                "(for (channels, T) pass array.T)"
+            )
+        return prepare_audio(x, sample_rate, name=name)
+
+    def _decode_group(
+        self,
+        audios: list[np.ndarray | None],
+        batch_size: int,
+        num_beams: int | None,
+        max_new_tokens: int | None,
+        names: list[str],
+        bar: tqdm,
+    ) -> list[list[Segment]]:
+        """Split each recording into windows, then decode the windows of all of them together."""
+        segments: list[list[Segment]] = []
+        pieces: list[tuple[Segment, int, np.ndarray]] = []  # (its segment, input, samples)
+        left = [0] * len(audios)  # windows still to decode, per input
+        for i, audio in enumerate(audios):
+            segments.append([])
+            if audio is None:
+                continue
+            spans = split_points(audio, SAMPLE_RATE, self.max_window_seconds, self.search_seconds)
+            if len(spans) > 1:
+                logger.info(
+                    "%s: %.1f s, cut at pauses into %d windows",
+                    names[i],
+                    len(audio) / SAMPLE_RATE,
+                    len(spans),
+                )
+            for a, b in spans:
+                seg = Segment(a / SAMPLE_RATE, b / SAMPLE_RATE, "")
+                segments[i].append(seg)
+                # A silent window is not decoded: it would only invite a hallucination.
+                if float(np.abs(audio[a:b]).max()) >= SILENCE_PEAK:
+                    pieces.append((seg, i, audio[a:b]))
+                    left[i] += 1
+            if left[i] == 0:
+                bar.update(1)
+        pieces.sort(key=lambda p: -len(p[2]))  # similar lengths together: little padding
+        n_mels, pad_to_30s = self.model.encoder.n_mels, self.model.config.pad_to_30s
+        for k in range(0, len(pieces), batch_size):
+            chunk = pieces[k : k + batch_size]
+            batch = collate(
+                [{"key": i, "mel": log_mel(samples, n_mels, pad_to_30s)} for _, i, samples in chunk]
+            )
+            texts = self.model.generate(
+                mel=batch["mel"].to(self.device),
+                mel_lens=batch["mel_lens"].to(self.device),
+                num_beams=num_beams or self.num_beams,
+                max_new_tokens=max_new_tokens or self.max_new_tokens,
+            )
+            for (seg, i, _), text in zip(chunk, texts):
+                seg.text = " ".join(text.split())
+                left[i] -= 1
+                if left[i] == 0:
+                    bar.update(1)
+        return segments
+
+
+def _default_name(x, i: int) -> str:
+    return str(x) if isinstance(x, (str, os.PathLike)) else f"<array {i}>"
+
+
+def load(
+    model_dir: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = torch.float32,
+    *,
+    num_beams: int = 1,
+    batch_size: int = 8,
+    max_new_tokens: int = 200,
+    **overrides,
+) -> Transcriber:
+    """A Transcriber for a checkpoint or exported folder (west_config.json + model.safetensors).
+
+    `overrides` replace saved configuration fields, e.g. `llm_model_name_or_path=` when
+    the LLM lives elsewhere on this machine.
+    """
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    # Fail before the slow build when the folder is not a model.
+    if not Path(model_dir).is_dir():
+        raise FileNotFoundError(f"{model_dir}: no such folder; expected a WeST model folder")
+    if not overrides.get("projector_model_path") and not (Path(model_dir) / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(
+            f"{Path(model_dir) / WEIGHTS_NAME}: no such file; expected a checkpoint folder "
+            "written by west-train or a folder written by west-export"
+        )
+    model = load_model(model_dir, device=device, dtype=dtype, **overrides)
+    return Transcriber(model, num_beams, batch_size, max_new_tokens, model_dir=model_dir)
+
+
+@dataclasses.dataclass
+class AudioInput:
+    """One recording to transcribe: the name printed with its text, and its file."""
+
+    name: str
+    path: str
+    where: str  # for messages: the path, or `wav.scp:LINE (key K)`
+
+
+def find_inputs(paths: Sequence[str | os.PathLike]) -> list[AudioInput]:
+    """Expand audio files, folders (every wav/flac inside, recursive, sorted) and `.scp` lists.
+
+    A file is named by its path as given; an `.scp` entry (`<key> <path>`, relative paths
+    from the current folder, else from the list's folder) by its key.
+    """
+    found: list[AudioInput] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(
+                f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file()
+            )
+            if not files:
+                raise DataError(f"{p}: folder holds no {'/'.join(AUDIO_SUFFIXES)} files")
+            found += [AudioInput(str(f), str(f), str(f)) for f in files]
+        elif p.suffix == ".scp" and p.is_file():
+            for key, (n, wav) in read_kaldi_table(p).items():
+                if wav.endswith("|"):
+                    raise DataError(
+                        f"{p}:{n}: pipe commands are not supported; expected a file path"
+                    )
+                path = wav if Path(wav).is_absolute() or Path(wav).exists() else str(p.parent / wav)
+                found.append(AudioInput(key, path, f"{p}:{n} (key {key})"))
+        else:
+            found.append(AudioInput(str(p), str(p), str(p)))
+    return found
+
+
+# ---- exporting a model folder -----------------------------------------------------------
+
+
+def training_summary(model_dir: str | Path) -> dict | None:
+    """Steps, epochs and final losses from `trainer_state.json` in `model_dir` (or its newest
+    checkpoint-N); None if there is none."""
+    model_dir = Path(model_dir)
+    path = model_dir / "trainer_state.json"
+    if not path.is_file():
+        ckpts = sorted(
+            (int(d.name.split("-")[1]), d)
+            for d in model_dir.glob("checkpoint-*")
+            if d.name.split("-")[1].isdigit() and (d / "trainer_state.json").is_file()
+        )
+        if not ckpts:
+            return None
+        path = ckpts[-1][1] / "trainer_state.json"
+    state = json.loads(path.read_text())
+    log = state.get("log_history", [])
+    losses = [h for h in log if "loss" in h]
+    evals = [h for h in log if "eval_loss" in h]
+    summary = {
+        "source": str(path),
+        "global_step": state.get("global_step"),
+        "max_steps": state.get("max_steps"),
+        "epoch": state.get("epoch"),
+    }
+    if losses:
+        summary["final_loss"] = losses[-1]["loss"]
+        summary["final_loss_step"] = losses[-1].get("step")
+    if evals:
+        summary["final_eval_loss"] = evals[-1]["eval_loss"]
+    train = [h for h in log if "train_loss" in h]
+    if train:
+        summary["train_loss"] = train[-1]["train_loss"]
+    return summary
+
+
+def _tensor_counts(weights: Path) -> dict[str, int]:
+    """Parameters per top-level part (projector, llm [LoRA], ...) in a safetensors file."""
+    from safetensors import safe_open
+
+    counts: dict[str, int] = {}
+    with safe_open(str(weights), framework="pt") as f:
+        for k in f.keys():
+            part = "lora" if "lora_" in k else k.split(".", 1)[0]
+            counts[part] = counts.get(part, 0) + int(np.prod(f.get_slice(k).get_shape()))
+    return counts
+
+
+def _absolute_if_local(name_or_path: str | None) -> str | None:
+    """A relative local path made absolute (it was relative to the training folder);
+    hub names and absolute paths stay as they are."""
+    if name_or_path and not Path(name_or_path).is_absolute() and Path(name_or_path).exists():
+        return str(Path(name_or_path).resolve())
+    return name_or_path
+
+
+def export_model(model_dir: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write a self-contained model folder: weights, configuration and a README model card.
+
+    The encoder and the LLM are not copied (they are large and have their own licences):
+    the card and `west_config.json` name them.
+    """
+    model_dir, out = Path(model_dir), Path(output_dir)
+    weights = model_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"{weights}: no such file; expected a checkpoint folder written by west-train"
+        )
+    config = ModelArguments.load(model_dir)
+    if out.resolve() == model_dir.resolve():
+        raise ValueError(f"{out}: the output folder must differ from --model_dir")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: folder exists and is not empty (pass --overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    config = dataclasses.replace(
+        config,
+        projector_model_path=None,  # the weights are the folder's own model.safetensors
+        llm_model_name_or_path=_absolute_if_local(config.llm_model_name_or_path),
+        whisper_model_name_or_path=_absolute_if_local(config.whisper_model_name_or_path),
+        llm_gguf_file=_absolute_if_local(config.llm_gguf_file),
+    )
+    template = config.chat_template
+    for base in (Path("."), model_dir, model_dir.parent):
+        if template and _is_file(base / template):
+            shutil.copyfile(base / template, out / "chat_template.jinja")
+            config = dataclasses.replace(config, chat_template="chat_template.jinja")
+            break
+    shutil.copyfile(weights, out / WEIGHTS_NAME)
+    config.save(out)
+    summary = training_summary(model_dir)
+    card = model_card(config, _tensor_counts(weights), summary, model_dir, out)
+    (out / "README.md").write_text(card, encoding="utf-8")
+    logger.info("exported %s to %s", model_dir, out)
+    return out
+
+
+def model_card(
+    config: ModelArguments,
+    counts: dict[str, int],
+    summary: dict | None,
+    source: Path,
+    out: Path,
+) -> str:
+    """The exported folder's README.md."""
+    gguf = f" (GGUF file `{config.llm_gguf_file}`)" if config.llm_gguf_file else ""
+    lora = (
+        f"rank {config.lora_rank}, alpha {config.lora_alpha}, on `{config.lora_target_modules}`"
+        f", {counts.get('lora', 0):,} parameters"
+        if config.lora_rank > 0
+        else "none (the LLM is used as released)"
+    )
+    system = (
+        "the chat template's default"
+        if config.system_prompt is None
+        else f"`{config.system_prompt}`"
+    )
+    template = (
+        "the LLM tokenizer's"
+        if config.chat_template is None
+        else "`chat_template.jinja` (in this folder)"
+        if config.chat_template == "chat_template.jinja"
+        else "given in `west_config.json`"
+    )
+    lines = [
+        f"# WeST speech recognition model: {out.name}",
+        "",
+        "An LLM-based speech recogniser trained with WeST (We Speech Transcript):",
+        "a Whisper encoder, a projector, and a causal LLM that writes the transcript.",
+        "This folder holds only what training changed; the encoder and the LLM are loaded",
+        "from the names below (hub names are downloaded, local paths must exist).",
+        "",
+        "| part | what |",
+        "| --- | --- |",
+        f"| speech encoder | `{config.whisper_model_name_or_path}` (encoder type `{config.encoder_type}`, frozen: {config.freeze_encoder}) |",
+        f"| LLM | `{config.llm_model_name_or_path}`{gguf} (frozen: {config.freeze_llm}) |",
+        f"| projector | `{config.projector}`, {config.encoder_projector_ds_rate} encoder frames per token, hidden size {config.projector_hidden_size}, {counts.get('projector', 0):,} parameters |",
+        f"| LoRA | {lora} |",
+        f"| prompt | `{config.prompt}` |",
+        f"| system prompt | {system} |",
+        f"| chat template | {template} |",
+        f"| trained tensors | {sum(counts.values()):,} parameters in `model.safetensors` |",
+        "",
+        "## Training",
+        "",
+    ]
+    if summary:
+        steps = summary.get("global_step")
+        lines.append(
+            f"- steps: {steps}"
+            + (f" of {summary['max_steps']}" if summary.get("max_steps") else "")
+        )
+        if summary.get("epoch") is not None:
+            lines.append(f"- epochs: {summary['epoch']:.2f}")
+        if "final_loss" in summary:
+            lines.append(
+                f"- final training loss: {summary['final_loss']:.4f} (step {summary.get('final_loss_step')})"
+            )
+        if "train_loss" in summary:
+            lines.append(f"- mean training loss: {summary['train_loss']:.4f}")
+        if "final_eval_loss" in summary:
+            lines.append(f"- final eval loss: {summary['final_eval_loss']:.4f}")
+    else:
+        lines.append("- no trainer_state.json was found beside the checkpoint")
+    lines.append(f"- exported from `{source}`")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```bash",
+        "# with WeST installed (pip install -e . in a WeST checkout)",
+        f"west-transcribe --model_dir {out} a.wav b.flac",
+        f"west-transcribe --model_dir {out} --output text data/test/wav.scp",
+        "```",
+        "",
+        "```python",
+        "import west",
+        "",
+        f'model = west.load("{out}", device="cpu")',
+        'print(model.transcribe(["a.wav", "b.flac"]))',
+        "```",
+        "",
+        "If the encoder or the LLM lives elsewhere on your machine, point to it with",
+        "`--whisper_model_name_or_path` / `--llm_model_name_or_path` (or the same keyword",
+        "arguments of `west.load`). Recordings longer than 30 s are cut at pauses and",
+        "decoded in pieces.",
+        "",
+        "## Files",
+        "",
+        "- `model.safetensors`: the trained projector"
+        + (" and LoRA adapters" if config.lora_rank > 0 else ""),
+        "- `west_config.json`: the model configuration (`west.config.ModelArguments`)",
+        "- `README.md`: this card",
+    ]
+    if config.chat_template == "chat_template.jinja":
+        lines.append("- `chat_template.jinja`: the chat template used in training")
+    return "\n".join(lines) + "\n"
