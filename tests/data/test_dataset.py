@@ -165,3 +165,11 @@ def test_length_grouped_sampler_groups_and_is_reproducible():
     spread = np.mean([np.ptp([lengths[i] for i in order[j : j + 4]]) for j in range(0, 100, 4)])
     random_spread = np.mean([np.ptp(lengths[j : j + 4]) for j in range(0, 100, 4)])
     assert spread < 0.3 * random_spread
+
+
+def test_too_short_recording_is_refused(tmp_path):
+    wav = tmp_path / "click.wav"
+    sf.write(wav, np.full(800, 0.2, dtype=np.float32), 16000)  # 50 ms
+    path = _jsonl(tmp_path, [json.dumps({"key": "click", "wav": str(wav), "txt": "a"})])
+    with pytest.raises(DataError, match=f"{path}:1 \\(key click\\): .* 0.050 s, too short"):
+        validate(read_jsonl(path))

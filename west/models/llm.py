@@ -62,7 +62,8 @@ def build_prompt(
     ending the assistant turn is read from the template itself (what follows the
     answer), so no per-LLM switch is needed.
     """
-    if chat_template is not None and Path(chat_template).is_file():
+    # A template is Jinja text ('{%', '{{') or the path of a file holding it.
+    if chat_template is not None and "{" not in chat_template and Path(chat_template).is_file():
         chat_template = Path(chat_template).read_text()
     template = chat_template or tokenizer.chat_template
     if template is None:
