@@ -136,6 +136,10 @@ class TrainingArguments(transformers.TrainingArguments):
     length_grouping: bool = field(
         default=True, metadata={"help": "batch utterances of similar length together"}
     )
+    ctc_only_steps: int = field(
+        default=0,
+        metadata={"help": "first steps train with the CTC loss alone (needs ctc_weight > 0)"},
+    )
     log_utterance_keys: bool = field(
         default=False,
         metadata={"help": "append each step's utterance keys to utterance_keys.rank<N>.txt"},

@@ -71,6 +71,10 @@ class WestTrainer(Trainer):
             path = Path(self.args.output_dir) / f"utterance_keys.rank{self.args.process_index}.txt"
             with open(path, "a") as f:
                 f.write(f"{self.state.global_step + 1} {' '.join(inputs['keys'])}\n")
+        if self.state.global_step < getattr(self.args, "ctc_only_steps", 0) and model.training:
+            # CTC-only warm-up: cheap steps (no LLM pass) that pull the projected frames
+            # towards the LLM's token embeddings before the LLM has to read them.
+            inputs = {**inputs, "lm_weight": 0.0}
         outputs = model(**inputs)
         for name in ("lm_loss", "ctc_loss"):
             if name in outputs:

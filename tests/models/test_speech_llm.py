@@ -168,3 +168,13 @@ def test_lm_loss_on_transcript_positions_equals_full_logits(model, batch):
             logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100
         )
         assert float(model.lm_loss(inputs, mask, labels)) == pytest.approx(float(full), rel=1e-5)
+
+
+def test_ctc_only_warm_up_skips_the_llm(model_args, batch):
+    config = dataclasses.replace(model_args, ctc_weight=0.7)
+    model = build_model(config)
+    out = model(**batch, lm_weight=0.0)
+    assert "lm_loss" not in out
+    assert float(out["loss"]) == pytest.approx(0.7 * float(out["ctc_loss"]), rel=1e-6)
+    joint = model(**batch)
+    assert "lm_loss" in joint

@@ -132,19 +132,25 @@ class SpeechLLM(nn.Module):
         mel_lens: torch.Tensor | None = None,
         enc: torch.Tensor | None = None,
         enc_lens: torch.Tensor | None = None,
+        lm_weight: float | None = None,
         **unused,
     ) -> dict[str, torch.Tensor]:
-        """text_ids: (B, L) transcript token ids (no end token), padded; text_lens: (B,)."""
+        """text_ids: (B, L) transcript token ids (no end token), padded; text_lens: (B,).
+
+        `lm_weight` overrides the configured one for this batch (0 during a CTC-only warm-up,
+        which then skips the LLM entirely).
+        """
+        lm_weight = self.config.lm_weight if lm_weight is None else lm_weight
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
         end = torch.tensor([self.prompt.end_id], device=text_ids.device)
         targets = [torch.cat([text_ids[i, : text_lens[i]], end]) for i in range(text_ids.shape[0])]
         out: dict[str, torch.Tensor] = {}
         loss = speech.new_zeros(())
-        if self.config.lm_weight > 0:
+        if lm_weight > 0:
             inputs, mask, labels = self._assemble(speech, speech_lens, targets, left_pad=False)
             lm_loss = self.lm_loss(inputs, mask, labels)
             out["lm_loss"] = lm_loss.detach()
-            loss = loss + self.config.lm_weight * lm_loss
+            loss = loss + lm_weight * lm_loss
         if self.config.ctc_weight > 0:
             ctc_loss = self.ctc_loss(speech, speech_lens, text_ids, text_lens)
             out["ctc_loss"] = ctc_loss.detach()
