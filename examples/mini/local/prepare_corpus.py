@@ -1,0 +1,264 @@
+"""Synthesise the mini corpus: fortune sentences read by espeak-ng and MBROLA voices.
+
+    python local/prepare_corpus.py --data_dir data --num_train 3000 --num_dev 100 \
+        --num_test 100 --nj 2
+
+writes, for each split in train, dev and test,
+
+    DATA_DIR/wav/SPLIT/<key>-<hash>.wav     16 kHz mono 16-bit; <hash> names the settings
+    DATA_DIR/SPLIT/{wav.scp,text,utt2spk,spk2utt,utt2dur}   Kaldi data dir, sorted by key
+    DATA_DIR/SPLIT/data.jsonl               {"key","wav","txt","duration","voice","speed",
+                                             "pitch","sentence"} per line, sorted by key
+
+The plan (which sentence, voice, speed and pitch each utterance gets) depends only on the seed
+and the sizes: the sentences are shuffled once and test, dev and train take disjoint slices in
+that order, so growing --num_train keeps dev, test and the first training utterances as they
+were. The speaker of an utterance is its voice (`en-us+m3`, `mb-us1`), and keys start with it
+(so sorting by key and by speaker agree, as Kaldi wants). Held-out voices never occur in
+train; dev and test take half their utterances from held-out voices, half from training
+voices, each half split between espeak-ng and MBROLA voices.
+
+A wav is written under a temporary name and renamed when complete, and its name carries a
+hash of everything that shapes it, so a rerun reuses what exists and redoes only the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing import Pool
+from pathlib import Path
+
+import soundfile as sf
+import soxr
+from fortune_sentences import FORTUNE_DIR, fortune_sentences, transcript
+from tqdm import tqdm
+
+SAMPLE_RATE = 16000
+SPLITS = ("train", "dev", "test")
+# espeak-ng's English accents, and the voice variants (timbre, pitch range) applied to them.
+# No variant name is a prefix of another, so no voice name is (Kaldi's sort order).
+ACCENTS = (
+    "en-us",
+    "en",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
+VARIANTS = tuple(f"m{i}" for i in range(1, 9)) + tuple(f"f{i}" for i in range(1, 6))
+VARIANTS += ("croak", "klatt")
+MBROLA = ("mb-us1", "mb-us2", "mb-us3", "mb-en1")
+HELDOUT = "mb-us2 +f4"
+
+log = logging.getLogger("prepare_corpus")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One utterance to synthesise."""
+
+    key: str
+    split: str
+    voice: str
+    speed: int  # words per minute
+    pitch: int  # 0-99, espeak-ng's -p
+    sentence: str  # what espeak-ng reads
+    txt: str  # what the model should write
+    wav: str
+
+
+@dataclass(frozen=True)
+class Voices:
+    """The voice pools: (espeak-ng voices, MBROLA voices) heard in training, and held out."""
+
+    seen: tuple[tuple[str, ...], tuple[str, ...]]
+    heldout: tuple[tuple[str, ...], tuple[str, ...]]
+
+    @classmethod
+    def build(cls, heldout: str) -> Voices:
+        """`heldout`: voices (`mb-us2`, `en-us+m3`) and variants (`+f4`), space-separated."""
+        names = heldout.split()
+        variants = {n[1:] for n in names if n.startswith("+")}
+        whole = {n for n in names if not n.startswith("+")}
+        unknown = variants - set(VARIANTS)
+        if unknown:
+            raise SystemExit(f"--heldout_voices: unknown variants {sorted(unknown)}")
+        espeak = [f"{a}+{v}" for a in ACCENTS for v in VARIANTS]
+        unknown = whole - set(espeak) - set(MBROLA)
+        if unknown:
+            raise SystemExit(f"--heldout_voices: unknown voices {sorted(unknown)}")
+        out = [v for v in espeak if v in whole or v.split("+")[1] in variants]
+        seen_espeak = tuple(v for v in espeak if v not in out)
+        return cls(
+            seen=(seen_espeak, tuple(v for v in MBROLA if v not in whole)),
+            heldout=(tuple(out), tuple(v for v in MBROLA if v in whole)),
+        )
+
+
+def _pick(rng: random.Random, pools: tuple[tuple[str, ...], ...], family: int) -> str:
+    """A voice from pools[family], or from the other family if that one is empty."""
+    pool = pools[family] or pools[1 - family]
+    if not pool:
+        raise SystemExit("no voice left to choose from; check --heldout_voices")
+    return rng.choice(pool)
+
+
+def make_plan(args: argparse.Namespace, sentences: list[str]) -> list[Job]:
+    """Every utterance of every split, reproducibly from `args.seed`."""
+    sizes = {"test": args.num_test, "dev": args.num_dev, "train": args.num_train}
+    if sum(sizes.values()) > len(sentences):
+        raise SystemExit(
+            f"{sum(sizes.values())} utterances asked for, but only {len(sentences)} "
+            f"sentences were found in {args.fortune_dir}"
+        )
+    order = sentences[:]
+    random.Random(args.seed).shuffle(order)
+    voices = Voices.build(args.heldout_voices)
+    data_dir = Path(args.data_dir).resolve()
+    jobs: list[Job] = []
+    start = 0
+    for split in ("test", "dev", "train"):  # held-out sets first: --num_train leaves them be
+        rng = random.Random(f"{args.seed}:{split}")
+        for i, sentence in enumerate(order[start : start + sizes[split]]):
+            if split == "train":
+                family = int(rng.random() < args.mbrola_share)
+                voice = _pick(rng, voices.seen, family)
+            else:  # cycle: seen espeak, held-out espeak, seen MBROLA, held-out MBROLA
+                pools = voices.heldout if i % 2 else voices.seen
+                voice = _pick(rng, pools, (i // 2) % 2)
+            speed = rng.randint(args.min_speed, args.max_speed)
+            pitch = rng.randint(args.min_pitch, args.max_pitch)
+            key = f"{voice}-{split}-{i:05d}"
+            settings = f"{voice}|{speed}|{pitch}|{SAMPLE_RATE}|{sentence}"
+            digest = hashlib.sha1(settings.encode()).hexdigest()[:8]
+            wav = data_dir / "wav" / split / f"{key}-{digest}.wav"
+            jobs.append(
+                Job(key, split, voice, speed, pitch, sentence, transcript(sentence), str(wav))
+            )
+        start += sizes[split]
+    return jobs
+
+
+def synthesise(job: Job, max_seconds: float) -> tuple[Job, float, str | None]:
+    """Write `job.wav` unless it exists -> (job, duration in seconds, why it is dropped).
+
+    A recording that is too long, too short or silent is not written (and so not kept);
+    the reason is returned instead of None. A failing espeak-ng is an error.
+    """
+    wav = Path(job.wav)
+    if wav.is_file():
+        return job, sf.info(str(wav)).duration, None
+    cmd = ["espeak-ng", "-v", job.voice, "-s", str(job.speed), "-p", str(job.pitch), "--stdout"]
+    proc = subprocess.run(cmd, input=job.sentence.encode(), capture_output=True, check=False)
+    if proc.returncode != 0 or len(proc.stdout) <= 44:
+        err = proc.stderr.decode(errors="replace").strip() or "no audio"
+        raise RuntimeError(f"{job.key}: {' '.join(cmd)} failed ({proc.returncode}): {err}")
+    # espeak-ng writes 22.05 kHz (MBROLA voices 16 kHz); int16 in, int16 out: soxr clips.
+    audio, sr = sf.read(io.BytesIO(proc.stdout), dtype="int16")
+    if sr != SAMPLE_RATE:
+        audio = soxr.resample(audio, sr, SAMPLE_RATE)
+    duration = len(audio) / SAMPLE_RATE
+    if duration > max_seconds:
+        return job, duration, f"{duration:.1f} s is over --max_seconds {max_seconds}"
+    if duration < 0.5 or abs(audio.astype("int32")).max() < 100:
+        return job, duration, f"{duration:.2f} s, silent or too short"
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    tmp = wav.with_name(f".{wav.name}.{os.getpid()}.tmp")
+    sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    os.replace(tmp, wav)
+    return job, duration, None
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_split(split_dir: Path, kept: list[tuple[Job, float]]) -> None:
+    """Kaldi files and data.jsonl for one split, every file sorted by key (C locale)."""
+    split_dir.mkdir(parents=True, exist_ok=True)
+    kept = sorted(kept, key=lambda jd: jd[0].key)
+    spk2utt: dict[str, list[str]] = {}
+    for job, _ in kept:
+        spk2utt.setdefault(job.voice, []).append(job.key)
+    _write(split_dir / "wav.scp", [f"{j.key} {j.wav}" for j, _ in kept])
+    _write(split_dir / "text", [f"{j.key} {j.txt}" for j, _ in kept])
+    _write(split_dir / "utt2spk", [f"{j.key} {j.voice}" for j, _ in kept])
+    _write(split_dir / "utt2dur", [f"{j.key} {d:.3f}" for j, d in kept])
+    _write(split_dir / "spk2utt", [f"{s} {' '.join(u)}" for s, u in sorted(spk2utt.items())])
+    rows = []
+    for job, duration in kept:
+        row = {"key": job.key, "wav": job.wav, "txt": job.txt, "duration": round(duration, 3)}
+        row.update(voice=job.voice, speed=job.speed, pitch=job.pitch, sentence=job.sentence)
+        rows.append(json.dumps(row, ensure_ascii=False))
+    _write(split_dir / "data.jsonl", rows)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data_dir", default="data", help="where to write (default: data)")
+    p.add_argument("--num_train", type=int, default=3000)
+    p.add_argument("--num_dev", type=int, default=100)
+    p.add_argument("--num_test", type=int, default=100)
+    p.add_argument("--nj", type=int, default=2, help="synthesis processes (default: 2)")
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--fortune_dir", type=Path, default=FORTUNE_DIR)
+    p.add_argument(
+        "--heldout_voices",
+        default=HELDOUT,
+        help=f"voices and +variants never used in train (default: '{HELDOUT}')",
+    )
+    p.add_argument("--mbrola_share", type=float, default=1 / 3, help="of train (default 1/3)")
+    p.add_argument("--min_speed", type=int, default=130, help="words per minute")
+    p.add_argument("--max_speed", type=int, default=200)
+    p.add_argument("--min_pitch", type=int, default=30, help="espeak-ng -p, 0-99")
+    p.add_argument("--max_pitch", type=int, default=70)
+    p.add_argument("--max_seconds", type=float, default=12.0, help="longer ones are dropped")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sentences = fortune_sentences(args.fortune_dir)
+    jobs = make_plan(args, sentences)
+    log.info("%d sentences found; %d utterances planned", len(sentences), len(jobs))
+    work = partial(synthesise, max_seconds=args.max_seconds)
+    results: list[tuple[Job, float, str | None]] = []
+    with tqdm(total=len(jobs), desc="synthesising", unit="utt", file=sys.stderr) as bar:
+        if args.nj <= 1:
+            for job in jobs:
+                results.append(work(job))
+                bar.update()
+        else:
+            with Pool(args.nj) as pool:
+                for result in pool.imap_unordered(work, jobs, chunksize=8):
+                    results.append(result)
+                    bar.update()
+    for job, _, dropped in sorted(results, key=lambda r: r[0].key):
+        if dropped:
+            log.warning("%s dropped: %s: %s", job.key, dropped, job.sentence)
+    for split in SPLITS:
+        kept = [(j, d) for j, d, dropped in results if j.split == split and not dropped]
+        write_split(Path(args.data_dir) / split, kept)
+        hours = sum(d for _, d in kept) / 3600
+        voices = len({j.voice for j, _ in kept})
+        log.info("%s: %d utterances, %.2f h, %d voices", split, len(kept), hours, voices)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
