@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# WeST on AISHELL-1 (openslr SLR33): Qwen2 + Whisper + Conv1d projector, scored by CER.
+# Run from this folder; see README.md. Stages:
+#   -1 download   0 data dirs   1 normalise text, check models   2 train   3 decode   4 score
+
+stage=0                 # first stage to run (-1 downloads the corpus)
+stop_stage=4            # last stage to run
+corpus_dir=$PWD/download     # holds data_aishell/ (stage -1 downloads there)
+mirror=https://www.openslr.org/resources/33  # openslr mirror (also https://us.openslr.org/resources/33, ...)
+unpack_dir=             # where the per-speaker wav tars go [default: data_aishell/wav]
+data_dir=data           # Kaldi data dirs + data.jsonl: train, dev, test
+conf=conf/qwen2-1.5b_whisper-large-v3.yaml   # the experiment (west-train flags)
+exp_dir=                # [default: exp/<conf name>]
+llm=                    # LLM folder or Hub name, overriding the conf's
+encoder=                # Whisper name, .pt or folder, overriding the conf's
+fetch_models=true       # stage 1 downloads models not cached yet
+train_set=train         # sets trained on together
+test_sets=test          # sets decoded and scored (also dev)
+nproc_per_node=8        # GPUs per node
+num_nodes=1             # nodes; with more than 1, run stage 2 on each with its --node_rank
+node_rank=0             # this node's rank
+master_addr=localhost   # node 0's address (several nodes)
+master_port=29500       # node 0's port (several nodes)
+deepspeed=conf/ds_config_zero3.json  # DeepSpeed config; "" trains without DeepSpeed
+train_extra=            # more west-train flags, e.g. "--max_steps 100"
+model_dir=              # checkpoint to decode [default: final model, else newest checkpoint]
+beams="1 3 5 8 10"      # beam sizes decoded
+decode_batch_size=8     # utterances per decoding batch
+decode_dtype=bfloat16   # float32, bfloat16 or float16
+decode_extra=           # more west-recognize flags
+. ../../tools/parse_options.sh || exit 1  # run from this folder
+set -euo pipefail
+
+log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
+
+exp_dir=${exp_dir:-exp/$(basename "$conf" .yaml)}
+sets="train dev test"   # AISHELL-1's own split, prepared together
+
+if [ ${stage} -le -1 ] && [ ${stop_stage} -ge -1 ]; then
+  log "Stage -1: download AISHELL-1 into $corpus_dir"
+  ../../tools/download_and_untar.sh "$mirror/data_aishell.tgz" \
+    2f494334227864a8a8fec932999db9d8 "$corpus_dir"
+  ../../tools/download_and_untar.sh "$mirror/resource_aishell.tgz" \
+    957d480a0fcac85fc18e550756f624e5 "$corpus_dir"
+fi
+
+if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
+  log "Stage 0: data dirs from $corpus_dir/data_aishell into $data_dir"
+  if [ -f "$data_dir/.prep.done" ]; then
+    log "$data_dir: prepared already"
+  else
+    local/data_prep.sh "$corpus_dir/data_aishell" "$data_dir" "$unpack_dir"
+    touch "$data_dir/.prep.done"
+  fi
+fi
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  log "Stage 1: remove the word segmentation from the transcripts; check the models of $conf"
+  todo=()
+  for set in $sets; do
+    [ -f "$data_dir/$set/.norm.done" ] || todo+=("$data_dir/$set")
+  done
+  if [ ${#todo[@]} -gt 0 ]; then
+    python ../../tools/normalize_text.py --remove_spaces "${todo[@]}"
+    for d in "${todo[@]}"; do touch "$d/.norm.done"; done
+  fi
+  opts=()
+  [ "$fetch_models" = true ] && opts+=(--download)
+  [ -n "$llm" ] && opts+=(--llm_model_name_or_path "$llm")
+  [ -n "$encoder" ] && opts+=(--whisper_model_name_or_path "$encoder")
+  python ../../tools/check_models.py --config "$conf" "${opts[@]}"
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+  log "Stage 2: train $conf on $train_set into $exp_dir"
+  data_path=$(for set in $train_set; do echo "$data_dir/$set/data.jsonl"; done | paste -sd,)
+  ../../tools/train.sh --nproc_per_node "$nproc_per_node" --num_nodes "$num_nodes" \
+    --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port" \
+    --deepspeed "$deepspeed" --llm "$llm" --encoder "$encoder" \
+    "$conf" "$data_path" "$exp_dir" $train_extra
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  log "Stage 3: decode $test_sets with beams $beams"
+  ../../tools/decode.sh --beams "$beams" --model_dir "$model_dir" \
+    --batch_size "$decode_batch_size" --dtype "$decode_dtype" --extra "$decode_extra" \
+    "$exp_dir" "$data_dir" $test_sets
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  log "Stage 4: score (CER) into $exp_dir/RESULTS.md"
+  ../../tools/score.sh --beams "$beams" --mode char --metric CER \
+    "$exp_dir" "$data_dir" $test_sets
+fi

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# WeST on LibriSpeech (openslr SLR12): LLaMA 3 8B + Whisper + Conv1d projector.
+# Run from this folder; see README.md. Stages:
+#   -1 download   0 data dirs   1 normalise text, check models   2 train   3 decode   4 score
+
+stage=0                 # first stage to run (-1 downloads the corpus)
+stop_stage=4            # last stage to run
+corpus_dir=$PWD/download     # holds LibriSpeech/<subset>/ (stage -1 downloads there)
+mirror=https://www.openslr.org/resources/12  # openslr mirror (also https://us.openslr.org/resources/12, ...)
+data_dir=data           # Kaldi data dirs + data.jsonl, one per set
+conf=conf/llama3-8b_whisper-large-v3.yaml    # the experiment (west-train flags)
+exp_dir=                # [default: exp/<conf name>]
+llm=                    # LLM folder or Hub name, overriding the conf's
+encoder=                # Whisper name, .pt or folder, overriding the conf's
+fetch_models=true       # stage 1 downloads models not cached yet
+train_set="train_clean_100 train_clean_360 train_other_500"  # sets trained on together
+test_sets="test_clean test_other"   # sets decoded and scored (also dev_clean, dev_other)
+nproc_per_node=8        # GPUs per node
+num_nodes=1             # nodes; with more than 1, run stage 2 on each with its --node_rank
+node_rank=0             # this node's rank
+master_addr=localhost   # node 0's address (several nodes)
+master_port=29500       # node 0's port (several nodes)
+deepspeed=conf/ds_config_zero3.json  # DeepSpeed config; "" trains without DeepSpeed
+train_extra=            # more west-train flags, e.g. "--max_steps 100"
+model_dir=              # checkpoint to decode [default: final model, else newest checkpoint]
+beams="1 3 5 8 10"      # beam sizes decoded
+decode_batch_size=8     # utterances per decoding batch
+decode_dtype=bfloat16   # float32, bfloat16 or float16
+decode_extra=           # more west-recognize flags
+. ../../tools/parse_options.sh || exit 1  # run from this folder
+set -euo pipefail
+
+log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
+
+exp_dir=${exp_dir:-exp/$(basename "$conf" .yaml)}
+# Kaldi names (test_clean) of LibriSpeech's subsets (test-clean), each prepared once.
+sets=$(echo $train_set $test_sets | tr ' ' '\n' | awk 'NF && !seen[$0]++' | xargs)
+
+if [ ${stage} -le -1 ] && [ ${stop_stage} -ge -1 ]; then
+  log "Stage -1: download LibriSpeech ($sets) into $corpus_dir"
+  declare -A md5=(
+    [dev-clean]=42e2234ba48799c1f50f24a7926300a1
+    [dev-other]=c8d0bcc9cca99d4f8b62fcc847357931
+    [test-clean]=32fa31d27d2e1cad72775fee3f4849a9
+    [test-other]=fb5a50374b501bb3bac4815ee91d3135
+    [train-clean-100]=2a93770f6d5c6c964bc36631d331a522
+    [train-clean-360]=c0e676e450a7ff2f54aeade5171606fa
+    [train-other-500]=d1a0fd59409feb2c614ce4d30c387708
+  )
+  for set in $sets; do
+    part=${set//_/-}
+    if [ -z "${md5[$part]:-}" ]; then
+      echo "$0: $set: not a LibriSpeech subset (${!md5[*]}, with _ for -)" >&2
+      exit 1
+    fi
+    ../../tools/download_and_untar.sh "$mirror/$part.tar.gz" "${md5[$part]}" "$corpus_dir"
+  done
+fi
+
+if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
+  log "Stage 0: data dirs from $corpus_dir/LibriSpeech into $data_dir"
+  for set in $sets; do
+    if [ -f "$data_dir/$set/.prep.done" ]; then
+      log "$data_dir/$set: prepared already"
+      continue
+    fi
+    local/data_prep.sh "$corpus_dir/LibriSpeech/${set//_/-}" "$data_dir/$set"
+    touch "$data_dir/$set/.prep.done"
+  done
+fi
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  log "Stage 1: lower-case the transcripts; check the models of $conf"
+  todo=()
+  for set in $sets; do
+    [ -f "$data_dir/$set/.norm.done" ] || todo+=("$data_dir/$set")
+  done
+  if [ ${#todo[@]} -gt 0 ]; then
+    python ../../tools/normalize_text.py --lower "${todo[@]}"
+    for d in "${todo[@]}"; do touch "$d/.norm.done"; done
+  fi
+  opts=()
+  [ "$fetch_models" = true ] && opts+=(--download)
+  [ -n "$llm" ] && opts+=(--llm_model_name_or_path "$llm")
+  [ -n "$encoder" ] && opts+=(--whisper_model_name_or_path "$encoder")
+  python ../../tools/check_models.py --config "$conf" "${opts[@]}"
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+  log "Stage 2: train $conf on $train_set into $exp_dir"
+  data_path=$(for set in $train_set; do echo "$data_dir/$set/data.jsonl"; done | paste -sd,)
+  ../../tools/train.sh --nproc_per_node "$nproc_per_node" --num_nodes "$num_nodes" \
+    --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port" \
+    --deepspeed "$deepspeed" --llm "$llm" --encoder "$encoder" \
+    "$conf" "$data_path" "$exp_dir" $train_extra
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  log "Stage 3: decode $test_sets with beams $beams"
+  ../../tools/decode.sh --beams "$beams" --model_dir "$model_dir" \
+    --batch_size "$decode_batch_size" --dtype "$decode_dtype" --extra "$decode_extra" \
+    "$exp_dir" "$data_dir" $test_sets
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  log "Stage 4: score (WER, and WER without hallucinated outputs) into $exp_dir/RESULTS.md"
+  ../../tools/score.sh --beams "$beams" --mode word --filter_hallucinations true \
+    "$exp_dir" "$data_dir" $test_sets
+fi

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Decode test sets with every beam size: <exp_dir>/decode_<set>_beam<N>/{text,decode.log}.
+#
+#   tools/decode.sh [options] <exp_dir> <data_dir> <test_set>...
+#
+# Each <data_dir>/<test_set>/data.jsonl is decoded with the final model in <exp_dir> (or,
+# while training is unfinished, its newest complete checkpoint) unless --model_dir names
+# one. west-recognize resumes a killed decode; a finished one is marked with .done.
+
+beams="1"            # beam sizes, each decoded into its own folder
+model_dir=           # checkpoint to decode [default: final model, else newest checkpoint]
+batch_size=8         # utterances per batch
+dtype=bfloat16       # float32, bfloat16 or float16
+device=              # cuda or cpu [default: cuda if there is one]
+extra=               # more west-recognize flags
+help_message="Usage: $0 [options] <exp_dir> <data_dir> <test_set>..."
+. "$(dirname "$0")/parse_options.sh"
+set -euo pipefail
+
+if [ $# -lt 3 ]; then
+  echo "$help_message" >&2
+  exit 1
+fi
+exp_dir=$1
+data_dir=$2
+shift 2
+
+log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
+
+newest_checkpoint() {
+  local d best="" step=-1
+  for d in "$1"/checkpoint-*; do
+    if [ -f "$d/west_complete" ] && [ "${d##*-}" -gt "$step" ]; then
+      step=${d##*-}
+      best=$d
+    fi
+  done
+  echo "$best"
+}
+
+if [ -z "$model_dir" ]; then
+  if [ -f "$exp_dir/.train.done" ] && [ -f "$exp_dir/model.safetensors" ]; then
+    model_dir=$exp_dir
+  else
+    model_dir=$(newest_checkpoint "$exp_dir")
+  fi
+  if [ -z "$model_dir" ]; then
+    echo "$0: $exp_dir: no trained model (model.safetensors after training, or a" \
+      "checkpoint-N with west_complete); train first or give --model_dir" >&2
+    exit 1
+  fi
+fi
+log "decoding with $model_dir"
+
+for test_set in "$@"; do
+  for beam in $beams; do
+    dir=$exp_dir/decode_${test_set}_beam${beam}
+    if [ -f "$dir/.done" ]; then
+      log "$dir: decoded already"
+      continue
+    fi
+    mkdir -p "$dir"
+    log "$test_set, beam $beam -> $dir/text"
+    if ! west-recognize --model_dir "$model_dir" --data_path "$data_dir/$test_set/data.jsonl" \
+      --result_path "$dir/text" --num_beams "$beam" --batch_size "$batch_size" \
+      --dtype "$dtype" ${device:+--device "$device"} $extra > "$dir/decode.log" 2>&1; then
+      tail -n 20 "$dir/decode.log" >&2
+      echo "$0: decoding $test_set failed; see $dir/decode.log" >&2
+      exit 1
+    fi
+    echo "$model_dir" > "$dir/model"
+    touch "$dir/.done"
+  done
+done

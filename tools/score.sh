@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Score decodes into <exp_dir>/decode_<set>_beam<N>/wer and tabulate them in RESULTS.md.
+#
+#   tools/score.sh [options] <exp_dir> <data_dir> <test_set>...
+#
+# References are <data_dir>/<test_set>/text; the table (tools/results_table.py) goes to
+# <exp_dir>/RESULTS.md and is printed. Scoring is cheap, so it is always redone.
+
+beams="1"                      # beam sizes decoded
+mode=word                      # word, char or mixed (see tools/compute_wer.py)
+filter_hallucinations=false    # true: also the WER without hallucinated utterances
+metric=WER                     # row label of the beam table
+help_message="Usage: $0 [options] <exp_dir> <data_dir> <test_set>..."
+. "$(dirname "$0")/parse_options.sh"
+set -euo pipefail
+
+if [ $# -lt 3 ]; then
+  echo "$help_message" >&2
+  exit 1
+fi
+exp_dir=$1
+data_dir=$2
+shift 2
+tools=$(dirname "$0")
+
+log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
+
+opts=(--mode "$mode")
+[ "$filter_hallucinations" = true ] && opts+=(--filter_hallucinations)
+for test_set in "$@"; do
+  for beam in $beams; do
+    dir=$exp_dir/decode_${test_set}_beam${beam}
+    python "$tools/compute_wer.py" "${opts[@]}" "$data_dir/$test_set/text" "$dir/text" \
+      > "$dir/wer"
+    log "$dir/wer: $(grep -m1 '^%WER' "$dir/wer")"
+  done
+done
+python "$tools/results_table.py" --metric "$metric" --output "$exp_dir/RESULTS.md" "$exp_dir"
