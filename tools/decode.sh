@@ -53,21 +53,32 @@ fi
 log "decoding with $model_dir"
 
 for test_set in "$@"; do
+  # One west-recognize call per test set decodes every beam not done yet: the model is
+  # loaded once per set, not once per beam.
+  todo=()
   for beam in $beams; do
     dir=$exp_dir/decode_${test_set}_beam${beam}
     if [ -f "$dir/.done" ]; then
       log "$dir: decoded already"
-      continue
+    else
+      mkdir -p "$dir"
+      todo+=("$beam")
     fi
-    mkdir -p "$dir"
-    log "$test_set, beam $beam -> $dir/text"
-    if ! west-recognize --model_dir "$model_dir" --data_path "$data_dir/$test_set/data.jsonl" \
-      --result_path "$dir/text" --num_beams "$beam" --batch_size "$batch_size" \
-      --dtype "$dtype" ${device:+--device "$device"} $extra > "$dir/decode.log" 2>&1; then
-      tail -n 20 "$dir/decode.log" >&2
-      echo "$0: decoding $test_set failed; see $dir/decode.log" >&2
-      exit 1
-    fi
+  done
+  [ ${#todo[@]} -eq 0 ] && continue
+  log "$test_set, beams ${todo[*]} -> $exp_dir/decode_${test_set}_beam<N>/text"
+  logfile=$exp_dir/decode_${test_set}.log
+  if ! west-recognize --model_dir "$model_dir" --data_path "$data_dir/$test_set/data.jsonl" \
+    --result_path "$exp_dir/decode_${test_set}_beam{beam}/text" --num_beams "${todo[@]}" \
+    --batch_size "$batch_size" --dtype "$dtype" ${device:+--device "$device"} $extra \
+    > "$logfile" 2>&1; then
+    tail -n 20 "$logfile" >&2
+    echo "$0: decoding $test_set failed; see $logfile" >&2
+    exit 1
+  fi
+  for beam in "${todo[@]}"; do
+    dir=$exp_dir/decode_${test_set}_beam${beam}
+    cp "$logfile" "$dir/decode.log"
     echo "$model_dir" > "$dir/model"
     touch "$dir/.done"
   done

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from safetensors.torch import load_file
 
 from west.bin.train import parse_args
@@ -171,3 +172,23 @@ def test_torchrun_two_processes_on_cpu(tiny_llm, tiny_whisper, speech_dir, tmp_p
     state = json.loads((exp / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert (exp / "model.safetensors").is_file()
+
+
+def test_beam_sweep_needs_a_templated_result_path(tmp_path, capsys):
+    from west.bin.recognize import main
+
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "--model_dir",
+                str(tmp_path),
+                "--data_path",
+                "x.jsonl",
+                "--result_path",
+                str(tmp_path / "text"),
+                "--num_beams",
+                "1",
+                "3",
+            ]
+        )
+    assert "{beam}" in capsys.readouterr().err

@@ -29,8 +29,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--whisper_model_name_or_path")
     p.add_argument("--projector_model_path")
     p.add_argument("--data_path", required=True, help="jsonl file or Kaldi data dir")
-    p.add_argument("--result_path", required=True)
-    p.add_argument("--num_beams", type=int, default=1)
+    p.add_argument(
+        "--result_path",
+        required=True,
+        help="output file; with several --num_beams it must contain {beam}",
+    )
+    p.add_argument(
+        "--num_beams",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="beam size(s): a sweep loads the model once, e.g. --num_beams 1 3 5",
+    )
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--max_new_tokens", type=int, default=200)
     p.add_argument("--max_speech_seconds", type=float, default=30.0)
@@ -42,7 +52,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if len(args.num_beams) > 1 and "{beam}" not in args.result_path:
+        parser.error("several --num_beams need a --result_path with {beam} in it")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -65,15 +78,16 @@ def main(argv: list[str] | None = None) -> None:
         need_text=False,
         skip_bad=args.skip_bad_data,
     )
-    recognize(
-        model,
-        utts,
-        args.result_path,
-        args.batch_size,
-        args.num_beams,
-        args.max_new_tokens,
-        args.num_workers,
-    )
+    for beam in args.num_beams:
+        recognize(
+            model,
+            utts,
+            args.result_path.format(beam=beam),
+            args.batch_size,
+            beam,
+            args.max_new_tokens,
+            args.num_workers,
+        )
 
 
 if __name__ == "__main__":
