@@ -18,6 +18,7 @@ import transformers
 
 from west.config import DataArguments, ModelArguments, TrainingArguments
 from west.data.batching import collate
+from west.data.cache import build_cache
 from west.data.dataset import SpeechDataset, read_data, validate
 from west.models.build import build_model
 from west.trainer import WestTrainer, last_complete_checkpoint
@@ -46,7 +47,25 @@ def build_data(
         skip_bad=data_args.skip_bad_data,
     )
     logger.info("%s: %d utterances, %.2f h", path, len(utts), sum(u.duration for u in utts) / 3600)
-    return SpeechDataset(utts, model.encoder.n_mels, model.tokenizer, model.config.pad_to_30s)
+    cache = None
+    if data_args.encoder_cache_dir and not model.config.freeze_encoder:
+        logger.warning("--encoder_cache_dir is ignored: the encoder is trained, its outputs change")
+    elif data_args.encoder_cache_dir:
+        cache = build_cache(
+            data_args.encoder_cache_dir,
+            path,
+            model.encoder,
+            utts,
+            model.config.pad_to_30s,
+            batch_size=args.per_device_train_batch_size,
+            device=args.device,
+            num_workers=args.dataloader_num_workers,
+            rank=args.process_index,
+            world_size=args.world_size,
+        )
+    return SpeechDataset(
+        utts, model.encoder.n_mels, model.tokenizer, model.config.pad_to_30s, cache=cache
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

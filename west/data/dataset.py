@@ -200,15 +200,25 @@ def validate(
 
 
 class SpeechDataset(torch.utils.data.Dataset):
-    """Utterances -> {"key", "mel" (n_mels, T), "text_ids"} computed on the fly."""
+    """Utterances -> {"key", "mel" (n_mels, T), "text_ids"} computed on the fly.
+
+    With `cache` (west.data.cache.EncoderCache, filled beforehand) items hold the frozen
+    encoder's frames {"enc" (T', D)} read from it instead of "mel": no audio is loaded.
+    """
 
     def __init__(
-        self, utts: list[Utterance], n_mels: int, tokenizer=None, pad_to_30s: bool = False
+        self,
+        utts: list[Utterance],
+        n_mels: int,
+        tokenizer=None,
+        pad_to_30s: bool = False,
+        cache=None,
     ):
         self.utts = utts
         self.n_mels = n_mels
         self.tokenizer = tokenizer
         self.pad_to_30s = pad_to_30s
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -219,11 +229,14 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         u = self.utts[i]
-        try:
-            audio = load_audio(u.wav)
-        except AudioError as e:
-            raise AudioError(f"{u.where}: {e}") from e
-        item = {"key": u.key, "mel": log_mel(audio, self.n_mels, self.pad_to_30s)}
+        if self.cache is not None:
+            item = {"key": u.key, "enc": self.cache.load(u)}
+        else:
+            try:
+                audio = load_audio(u.wav)
+            except AudioError as e:
+                raise AudioError(f"{u.where}: {e}") from e
+            item = {"key": u.key, "mel": log_mel(audio, self.n_mels, self.pad_to_30s)}
         if self.tokenizer is not None and u.txt is not None:
             item["text_ids"] = self.tokenizer(u.txt, add_special_tokens=False).input_ids
         return item
