@@ -72,6 +72,14 @@ class ModelArguments:
         metadata={"help": "weight of the auxiliary CTC loss on projected frames (0 = off)"},
     )
     lm_weight: float = field(default=1.0, metadata={"help": "weight of the LLM's LM loss"})
+    speech_compression: str = field(
+        default="none",
+        metadata={
+            "help": "none: the LLM reads every projected frame; ctc: blank frames dropped and "
+            "repeats averaged (needs ctc_weight > 0); ctc_soft: as ctc, on CTC-posterior mixes "
+            "of the LLM's token embeddings"
+        },
+    )
 
     def save(self, directory: str | os.PathLike) -> Path:
         path = Path(directory) / CONFIG_NAME

@@ -15,12 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from west.config import ModelArguments
+from west.models.ctc_compress import ctc_compress
 from west.models.encoder import WhisperEncoder
 from west.models.llm import Prompt, stop_token_ids
 
 logger = logging.getLogger(__name__)
 
 IGNORE_ID = -100
+COMPRESSIONS = ("none", "ctc", "ctc_soft")
 
 
 class SpeechLLM(nn.Module):
@@ -46,6 +48,15 @@ class SpeechLLM(nn.Module):
         self.register_buffer(
             "suffix_ids", torch.tensor(prompt.suffix_ids, dtype=torch.long), persistent=False
         )
+        if config.speech_compression not in COMPRESSIONS:
+            raise ValueError(
+                f"unknown speech_compression {config.speech_compression!r}; known: {COMPRESSIONS}"
+            )
+        if config.speech_compression != "none" and config.ctc_weight <= 0:
+            raise ValueError(
+                f"speech_compression {config.speech_compression!r} needs the CTC branch: "
+                "set ctc_weight > 0"
+            )
         if config.ctc_weight > 0:
             # CTC over the LLM vocabulary: frames are scored against the frozen input
             # embeddings, plus one learned blank vector (index = vocab size).
@@ -89,6 +100,19 @@ class SpeechLLM(nn.Module):
         proj_dtype = next(self.projector.parameters()).dtype
         speech, lens = self.projector(enc.to(proj_dtype), enc_lens)
         return speech, lens
+
+    def llm_speech(
+        self, speech: torch.Tensor, lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the LLM reads: the projected frames, or their CTC-compressed form."""
+        mode = self.config.speech_compression
+        if mode == "none":
+            return speech, lens
+        logits = self.ctc_logits(speech)
+        table = None
+        if mode == "ctc_soft":
+            table = torch.cat([self.embed_tokens.weight, self.ctc_blank[None].to(speech.dtype)])
+        return ctc_compress(speech, lens, logits, logits.shape[-1] - 1, table)
 
     # ---- sequence assembly ------------------------------------------------------
     def _assemble(
@@ -147,7 +171,8 @@ class SpeechLLM(nn.Module):
         out: dict[str, torch.Tensor] = {}
         loss = speech.new_zeros(())
         if lm_weight > 0:
-            inputs, mask, labels = self._assemble(speech, speech_lens, targets, left_pad=False)
+            llm_speech, llm_lens = self.llm_speech(speech, speech_lens)
+            inputs, mask, labels = self._assemble(llm_speech, llm_lens, targets, left_pad=False)
             lm_loss = self.lm_loss(inputs, mask, labels)
             out["lm_loss"] = lm_loss.detach()
             loss = loss + lm_weight * lm_loss
@@ -203,7 +228,7 @@ class SpeechLLM(nn.Module):
     ) -> list[str]:
         """Batched greedy or beam search; returns one transcript per utterance."""
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
-        inputs, mask, _ = self._assemble(speech, speech_lens, None, left_pad=True)
+        inputs, mask, _ = self._assemble(*self.llm_speech(speech, speech_lens), None, left_pad=True)
         tok = self.tokenizer
         output = self.llm.generate(
             inputs_embeds=inputs,
