@@ -173,3 +173,30 @@ def test_too_short_recording_is_refused(tmp_path):
     path = _jsonl(tmp_path, [json.dumps({"key": "click", "wav": str(wav), "txt": "a"})])
     with pytest.raises(DataError, match=f"{path}:1 \\(key click\\): .* 0.050 s, too short"):
         validate(read_jsonl(path))
+
+
+def test_transcript_budget_depends_on_own_speech(speech_dir, tmp_path, tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    txt = " ".join(["word"] * 10)
+    n = len(tok(txt, add_special_tokens=False).input_ids)
+    path = _jsonl(
+        tmp_path, [json.dumps({"key": "k", "wav": str(speech_dir / "utt0.wav"), "txt": txt})]
+    )
+    utts = read_jsonl(path)
+    duration = validate(utts)[0].duration
+    speech = int(np.ceil(duration * 10))
+    # Exactly enough room beside this utterance's own speech tokens: accepted.
+    assert validate(utts, tokenizer=tok, max_tokens=n + speech, speech_tokens_per_second=10)
+    with pytest.raises(DataError, match=f"transcript is {n} tokens, more than the {n - 1}"):
+        validate(utts, tokenizer=tok, max_tokens=n + speech - 1, speech_tokens_per_second=10)
+    # The seed's 30 s padding reserves 300 tokens whatever the audio.
+    with pytest.raises(DataError, match="more than the"):
+        validate(
+            utts,
+            tokenizer=tok,
+            max_tokens=n + speech,
+            speech_tokens_per_second=10,
+            fixed_speech_seconds=30.0,
+        )

@@ -35,15 +35,17 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, Training
 def build_data(
     model, data_args: DataArguments, path: str, args: TrainingArguments
 ) -> SpeechDataset:
+    # The LLM reads prompt + speech + transcript + end token: each utterance's transcript
+    # gets what its own speech leaves of model_max_length (30 s of speech with pad_to_30s).
     prompt_tokens = len(model.prompt.prefix_ids) + len(model.prompt.suffix_ids)
-    max_speech_tokens = (
-        int(data_args.max_speech_seconds * 50) // model.config.encoder_projector_ds_rate
-    )
+    speech_tokens_per_second = 50 / model.config.encoder_projector_ds_rate
     utts = validate(
         read_data(path),
         max_seconds=data_args.max_speech_seconds,
         tokenizer=model.tokenizer,
-        max_tokens=args.model_max_length - prompt_tokens - max_speech_tokens - 1,
+        max_tokens=args.model_max_length - prompt_tokens - 1,
+        speech_tokens_per_second=speech_tokens_per_second,
+        fixed_speech_seconds=30.0 if model.config.pad_to_30s else None,
         skip_bad=data_args.skip_bad_data,
     )
     logger.info("%s: %d utterances, %.2f h", path, len(utts), sum(u.duration for u in utts) / 3600)

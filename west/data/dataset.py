@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import torch
 from west.data.audio import AudioError, audio_info, load_audio, log_mel
 
 logger = logging.getLogger(__name__)
+
+MIN_SECONDS = 0.2  # below this the encoder + projector (100 ms per token at k = 5) give ~nothing
 
 
 class DataError(ValueError):
@@ -145,8 +148,13 @@ def validate(
     tokenizer=None,
     max_tokens: int | None = None,
     skip_bad: bool = False,
+    speech_tokens_per_second: float = 0.0,
+    fixed_speech_seconds: float | None = None,
 ) -> list[Utterance]:
     """Check every utterance; return the good ones (filling `duration`).
+
+    A transcript may have at most `max_tokens` tokens minus the speech tokens of its own
+    audio (`speech_tokens_per_second` x its duration, or x `fixed_speech_seconds`).
 
     Raises DataError listing every problem unless `skip_bad`, which warns about each
     and logs the count.
@@ -164,6 +172,12 @@ def validate(
         except AudioError as e:
             problems.append(f"{u.where}: {e}")
             continue
+        if u.duration < MIN_SECONDS:
+            problems.append(
+                f"{u.where}: {u.wav} lasts {u.duration:.3f} s, too short to give one speech "
+                f"token (at least {MIN_SECONDS} s expected)"
+            )
+            continue
         if u.duration > max_seconds:
             problems.append(
                 f"{u.where}: {u.wav} lasts {u.duration:.2f} s, longer than the {max_seconds:.0f} s "
@@ -178,9 +192,11 @@ def validate(
                 continue
             if tokenizer is not None and max_tokens is not None:
                 n = len(tokenizer(u.txt, add_special_tokens=False).input_ids)
-                if n > max_tokens:
+                seconds = fixed_speech_seconds or u.duration
+                budget = max_tokens - math.ceil(seconds * speech_tokens_per_second)
+                if n > budget:
                     problems.append(
-                        f"{u.where}: transcript is {n} tokens, more than the {max_tokens} "
+                        f"{u.where}: transcript is {n} tokens, more than the {budget} "
                         "that fit in --model_max_length with the prompt and speech"
                     )
                     continue
