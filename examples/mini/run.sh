@@ -15,7 +15,7 @@ stop_stage=4            # last stage to run
 
 data_dir=data           # corpus: train/, dev/, test/ (Kaldi dirs + data.jsonl), wav/
 model_dir=exp/models    # pretrained models: whisper-tiny.en.pt, SmolLM2-135M-Instruct/
-conf=conf/ctc_lora.yaml # training set-up
+conf=conf/ctc_compress.yaml  # training set-up
 exp_dir=                # trained model, decodes, RESULTS.md [default: exp/<conf name>]
 
 num_train=3000          # training utterances to synthesise
@@ -27,7 +27,7 @@ seed=777                # corpus seed: sentences, voices, speeds, pitches
 train_extra=            # more west-train flags, e.g. "--max_steps 3"
 decode_sets="dev test"  # sets to decode and score
 beams="1 3 5"           # beam sizes, each decoded into exp_dir/decode_<set>_beam<N>
-decode_extra=           # more west-recognize flags, e.g. "--max_new_tokens 100"
+decode_extra="--max_new_tokens 64"  # more west-recognize flags (transcripts here are <= 20 words)
 threads=                # torch threads per process (OMP_NUM_THREADS) [default: torch's]
 help_message="Usage: $0 [options]   (run in examples/mini)"
 
