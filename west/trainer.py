@@ -123,7 +123,8 @@ class WestTrainer(Trainer):
         save_file(state, os.path.join(output_dir, WEIGHTS_NAME), metadata={"format": "pt"})
         if self.model_config is not None:
             self.model_config.save(output_dir)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        # The run's settings as JSON (HF's training_args.bin is a pickle: not written here).
+        Path(output_dir, "training_args.json").write_text(self.args.to_json_string())
 
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)

@@ -200,3 +200,21 @@ def test_transcript_budget_depends_on_own_speech(speech_dir, tmp_path, tokenizer
             speech_tokens_per_second=10,
             fixed_speech_seconds=30.0,
         )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20), max_size=6)
+)
+def test_kaldi_table_parses_or_raises_documented_error(tmp_path_factory, lines):
+    from west.data.dataset import read_kaldi_table
+
+    path = tmp_path_factory.mktemp("k") / "wav.scp"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    try:
+        table = read_kaldi_table(path)
+    except DataError as e:
+        assert str(path) in str(e)
+    else:
+        for key, (line, value) in table.items():
+            assert key and not any(c.isspace() for c in key) and value and line >= 1
