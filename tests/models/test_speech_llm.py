@@ -178,3 +178,15 @@ def test_ctc_only_warm_up_skips_the_llm(model_args, batch):
     assert float(out["loss"]) == pytest.approx(0.7 * float(out["ctc_loss"]), rel=1e-6)
     joint = model(**batch)
     assert "lm_loss" in joint
+
+
+def test_output_capped_by_speech_length(model, batch):
+    capped = model.generate(
+        batch["mel"], batch["mel_lens"], max_new_tokens=30, tokens_per_speech_vector=0.0
+    )  # cap: 8 tokens each
+    free = model.generate(
+        batch["mel"], batch["mel_lens"], max_new_tokens=30, tokens_per_speech_vector=None
+    )
+    for c, f in zip(capped, free):
+        assert f.startswith(c)  # greedy: the capped output is the free one, cut short
+    assert sum(map(len, capped)) < sum(map(len, free))

@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 IGNORE_ID = -100
 COMPRESSIONS = ("none", "ctc", "ctc_soft")
+# Speech tokens a second: 10 (Whisper's 50 frames / k = 5), ~3-4 after CTC compression;
+# transcripts: ~3-5 tokens a second (English BPE, Chinese characters). 2 per vector is a
+# bound the audio cannot exceed, so outputs past it are loops, not speech.
+MAX_TOKENS_PER_SPEECH_VECTOR = 2.0
 
 
 class SpeechLLM(nn.Module):
@@ -224,23 +228,37 @@ class SpeechLLM(nn.Module):
         enc_lens: torch.Tensor | None = None,
         num_beams: int = 1,
         max_new_tokens: int = 200,
+        tokens_per_speech_vector: float | None = MAX_TOKENS_PER_SPEECH_VECTOR,
         **generate_kwargs,
     ) -> list[str]:
-        """Batched greedy or beam search; returns one transcript per utterance."""
+        """Batched greedy or beam search; returns one transcript per utterance.
+
+        An utterance's output is capped at `tokens_per_speech_vector` tokens per speech vector
+        the LLM reads (+ 8): the audio cannot hold more, so a repetition loop ends there
+        instead of at `max_new_tokens`. None lifts the cap.
+        """
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
-        inputs, mask, _ = self._assemble(*self.llm_speech(speech, speech_lens), None, left_pad=True)
+        llm_speech, llm_lens = self.llm_speech(speech, speech_lens)
+        inputs, mask, _ = self._assemble(llm_speech, llm_lens, None, left_pad=True)
+        caps = [max_new_tokens] * len(llm_lens)
+        if tokens_per_speech_vector is not None:
+            caps = [min(max_new_tokens, int(tokens_per_speech_vector * n) + 8) for n in llm_lens]
         tok = self.tokenizer
         output = self.llm.generate(
             inputs_embeds=inputs,
             attention_mask=mask,
             num_beams=num_beams,
             do_sample=False,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max(caps),
             eos_token_id=self.stop_ids,
             pad_token_id=tok.pad_token_id,
             **generate_kwargs,
         )
-        return [t.strip() for t in tok.batch_decode(output, skip_special_tokens=True)]
+        # Each utterance keeps the tokens within its own cap (the batch ran to the largest).
+        texts = tok.batch_decode(
+            [row[:cap] for row, cap in zip(output, caps)], skip_special_tokens=True
+        )
+        return [t.strip() for t in texts]
 
     # ---- checkpoints --------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
