@@ -61,3 +61,22 @@ def test_plot_writes_png(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = out.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_loss_components_are_read_and_drawn(tmp_path):
+    import json
+
+    from west.scoring.loss_plot import plot_losses, read_curves
+
+    run = tmp_path / "run"
+    run.mkdir()
+    history = [
+        {"step": 10, "loss": 7.0, "ctc_loss": 7.0},
+        {"step": 20, "loss": 5.0, "ctc_loss": 2.0, "lm_loss": 3.0},
+    ]
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    curves = read_curves(run)
+    assert curves.parts == {"ctc_loss": [(10, 7.0), (20, 2.0)], "lm_loss": [(20, 3.0)]}
+    out = tmp_path / "loss.png"
+    plot_losses([curves], out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

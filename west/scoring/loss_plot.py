@@ -17,6 +17,9 @@ STATE_FILE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
+PARTS = ("lm_loss", "ctc_loss")
+
+
 class TrainerStateError(ValueError):
     """A run folder without a readable trainer state; the message names the path."""
 
@@ -28,6 +31,8 @@ class LossCurves:
     name: str
     train: list[tuple[int, float]] = field(default_factory=list)
     eval: list[tuple[int, float]] = field(default_factory=list)
+    # Loss components WeST logs beside the total (``lm_loss``, ``ctc_loss``).
+    parts: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 def find_state_file(run_dir: Path) -> Path:
@@ -66,6 +71,9 @@ def read_curves(run_dir: str | Path, name: str | None = None) -> LossCurves:
             curves.train.append((int(entry["step"]), float(entry["loss"])))
         if "eval_loss" in entry:
             curves.eval.append((int(entry["step"]), float(entry["eval_loss"])))
+        for part in PARTS:
+            if part in entry:
+                curves.parts.setdefault(part, []).append((int(entry["step"]), float(entry[part])))
     return curves
 
 
@@ -82,6 +90,9 @@ def plot_losses(runs: Sequence[LossCurves], output: str | Path, title: str = "Lo
         if run.train:
             steps, losses = zip(*run.train)
             ax.plot(steps, losses, color=color, linewidth=1.2, label=f"{run.name} train")
+        for part, style in zip(run.parts, (":", "-.")):
+            steps, losses = zip(*run.parts[part])
+            ax.plot(steps, losses, style, color=color, linewidth=1, label=f"{run.name} {part}")
         if run.eval:
             steps, losses = zip(*run.eval)
             ax.plot(steps, losses, "--", color=color, marker="o", ms=3, label=f"{run.name} eval")
