@@ -15,10 +15,11 @@ import torch
 from safetensors.torch import save_file
 
 import west
-from west.api import Segment, export_model, training_summary
+from west.api import Segment
 from west.bin.export import main as export_main
 from west.data.audio import AudioError
 from west.data.segment import frame_energy, split_points
+from west.export import export_model, training_summary
 from west.models.build import build_model
 
 SR = 16000

@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from west.api import export_model
+from west.export import export_model
 
 
 def get_parser() -> argparse.ArgumentParser:
