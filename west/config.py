@@ -121,6 +121,12 @@ class DataArguments:
     max_speech_seconds: float = field(
         default=30.0, metadata={"help": "longest audio accepted (Whisper's window is 30 s)"}
     )
+    cut_long_audio: bool = field(
+        default=False,
+        metadata={
+            "help": "cut audio longer than --max_speech_seconds (with a warning) instead of refusing it"
+        },
+    )
     encoder_cache_dir: str | None = field(
         default=None,
         metadata={"help": "cache frozen-encoder outputs here (computed once, reused every epoch)"},

@@ -218,3 +218,18 @@ def test_kaldi_table_parses_or_raises_documented_error(tmp_path_factory, lines):
     else:
         for key, (line, value) in table.items():
             assert key and not any(c.isspace() for c in key) and value and line >= 1
+
+
+def test_long_audio_cut_when_asked(tmp_path, caplog):
+    from west.data.dataset import SpeechDataset
+
+    wav = tmp_path / "long.wav"
+    sf.write(wav, np.full(16000 * 31, 0.1, dtype=np.float32), 16000)
+    path = _jsonl(tmp_path, [json.dumps({"key": "long", "wav": str(wav), "txt": "x"})])
+    with pytest.raises(DataError, match="31.00 s, longer than"):
+        validate(read_jsonl(path))
+    with caplog.at_level("WARNING"):
+        utts = validate(read_jsonl(path), cut_long=True)
+    assert f"{path}:1 (key long)" in caplog.text and "cut to 30 s" in caplog.text
+    assert utts[0].duration == utts[0].cut_seconds == 30.0
+    assert SpeechDataset(utts, 80)[0]["mel"].shape == (80, 3000)

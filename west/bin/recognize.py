@@ -45,6 +45,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_new_tokens", type=int, default=200)
     p.add_argument("--max_speech_seconds", type=float, default=30.0)
     p.add_argument("--skip_bad_data", action="store_true")
+    p.add_argument(
+        "--cut_long_audio",
+        action="store_true",
+        help="cut audio longer than --max_speech_seconds instead of refusing it "
+        "(west-transcribe splits long recordings at pauses instead)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--num_workers", type=int, default=0)
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         max_seconds=args.max_speech_seconds,
         need_text=False,
         skip_bad=args.skip_bad_data,
+        cut_long=args.cut_long_audio,
     )
     for beam in args.num_beams:
         recognize(

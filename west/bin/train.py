@@ -46,6 +46,7 @@ def build_data(
         max_tokens=args.model_max_length - prompt_tokens - 1,
         speech_tokens_per_second=speech_tokens_per_second,
         fixed_speech_seconds=30.0 if model.config.pad_to_30s else None,
+        cut_long=data_args.cut_long_audio,
         skip_bad=data_args.skip_bad_data,
     )
     logger.info("%s: %d utterances, %.2f h", path, len(utts), sum(u.duration for u in utts) / 3600)

@@ -69,12 +69,13 @@ def encoder_fingerprint(encoder: nn.Module, pad_to_30s: bool, dtype: str = "floa
     return h.hexdigest()
 
 
-def audio_key(wav: str | os.PathLike) -> str:
-    """Hash of the audio file's absolute path, size and modification time."""
+def audio_key(wav: str | os.PathLike, cut_seconds: float | None = None) -> str:
+    """Hash of the audio file's absolute path, size and modification time (and its cut)."""
     path = os.path.abspath(wav)
     st = os.stat(path)
+    cut = "" if cut_seconds is None else f"\0cut{cut_seconds}"
     return hashlib.blake2b(
-        f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode(), digest_size=16
+        f"{path}\0{st.st_size}\0{st.st_mtime_ns}{cut}".encode(), digest_size=16
     ).hexdigest()
 
 
@@ -127,7 +128,7 @@ class EncoderCache:
         return cls(root, fingerprint, dtype)
 
     def path(self, utt: Utterance) -> Path:
-        h = audio_key(utt.wav)
+        h = audio_key(utt.wav, utt.cut_seconds)
         return self.root / h[:2] / f"{h}.npy"
 
     def missing(self, utts: list[Utterance]) -> list[Utterance]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from west.data.audio import AudioError, audio_info, load_audio, log_mel
+from west.data.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, log_mel
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class Utterance:
     source: str  # list file the utterance came from
     line: int  # 1-based line number in `source` (for Kaldi dirs: in wav.scp)
     duration: float = 0.0
+    cut_seconds: float | None = None  # the audio is cut to this length (--cut_long_audio)
 
     @property
     def where(self) -> str:
@@ -150,6 +151,7 @@ def validate(
     skip_bad: bool = False,
     speech_tokens_per_second: float = 0.0,
     fixed_speech_seconds: float | None = None,
+    cut_long: bool = False,
 ) -> list[Utterance]:
     """Check every utterance; return the good ones (filling `duration`).
 
@@ -178,6 +180,15 @@ def validate(
                 f"token (at least {MIN_SECONDS} s expected)"
             )
             continue
+        if u.duration > max_seconds and cut_long:
+            logger.warning(
+                "%s: %s lasts %.2f s: cut to %.0f s as asked (--cut_long_audio)",
+                u.where,
+                u.wav,
+                u.duration,
+                max_seconds,
+            )
+            u.duration = u.cut_seconds = max_seconds
         if u.duration > max_seconds:
             problems.append(
                 f"{u.where}: {u.wav} lasts {u.duration:.2f} s, longer than the {max_seconds:.0f} s "
@@ -252,6 +263,8 @@ class SpeechDataset(torch.utils.data.Dataset):
                 audio = load_audio(u.wav)
             except AudioError as e:
                 raise AudioError(f"{u.where}: {e}") from e
+            if u.cut_seconds is not None:
+                audio = audio[: int(u.cut_seconds * SAMPLE_RATE)]
             item = {"key": u.key, "mel": log_mel(audio, self.n_mels, self.pad_to_30s)}
         if self.tokenizer is not None and u.txt is not None:
             item["text_ids"] = self.tokenizer(u.txt, add_special_tokens=False).input_ids
