@@ -224,7 +224,8 @@ class FlopMeter:
         if x is None:
             x = kwargs.get("input_ids", args[0] if args else None)
         b, new = x.shape[:2]
-        cache = kwargs.get("past_key_values")
+        # transformers 5 hands the KV cache over as `cache` (`past_key_values` before).
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
         past = cache.get_seq_length() if cache is not None else 0
         matmul = 2.0 * self.dec_weights * new
         attn = 4.0 * new * (past + new) * self.attn_width * self.llm_layers
