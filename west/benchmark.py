@@ -10,8 +10,9 @@ all of them alike; each step's time includes making its batch from the data (aud
 collate, or reading the cache), since that is part of what the seed's data path costs.
 
 Decoding, per path, utterance for utterance on the same chunks: the seed's (batch 1, 30 s
-padding) and WeST's (batched, variable length, left-padded, KV cache), greedy and beam 5, and
-WeST's at batch 1 to show that batching does not change the hypotheses.
+padding, transformers' `generate`) and WeST's (batched, variable length, left-padded, its own
+search: one prefill per utterance shared by the beams, finished utterances leave the batch),
+greedy and beam 5, and WeST's at batch 1 to show that batching does not change the hypotheses.
 
 FLOPs are counted from the shapes each module actually receives (hooks on the encoder,
 projector, LLM decoder and output layer): matmuls as 2 x weights x positions, attention as
@@ -510,6 +511,7 @@ def bench_decoding(
     seconds: dict[str, float] = defaultdict(float)
 
     def run(name, ds, bs, beams, idx):
+        engine = "hf" if name.startswith("seed") else "west"  # the seed decoded with HF generate
         for start in range(0, len(idx), bs):
             part = idx[start : start + bs]
             t0 = time.perf_counter()
@@ -519,14 +521,16 @@ def bench_decoding(
                 mel_lens=batch["mel_lens"],
                 num_beams=beams,
                 max_new_tokens=cfg.max_new_tokens,
+                engine=engine,
             )
             seconds[name] += time.perf_counter() - t0
             for key, text in zip(batch["keys"], texts):
                 hyps.setdefault(name, {})[key] = " ".join(text.split())
 
-    for beams in (greedy, beam):  # warm-up on the shortest utterance, not timed
-        run("warm-up", plain, 1, beams, [len(todo) - 1])
-    del hyps["warm-up"], seconds["warm-up"]
+    for warm in ("seed-warm-up", "west-warm-up"):  # each engine on the shortest utterance, untimed
+        for beams in (greedy, beam):
+            run(warm, plain, 1, beams, [len(todo) - 1])
+        del hyps[warm], seconds[warm]
     # Chunk by chunk, every path decodes the same utterances: load changes hit all alike.
     for start in range(0, len(todo), cfg.decode_batch_size):
         idx = list(range(start, min(start + cfg.decode_batch_size, len(todo))))

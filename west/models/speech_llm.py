@@ -18,11 +18,13 @@ from west.config import ModelArguments
 from west.models.ctc_compress import ctc_compress
 from west.models.encoder import WhisperEncoder
 from west.models.llm import Prompt, stop_token_ids
+from west.models.search import ignored_settings, search
 
 logger = logging.getLogger(__name__)
 
 IGNORE_ID = -100
 COMPRESSIONS = ("none", "ctc", "ctc_soft")
+ENGINES = ("west", "hf")  # decoding: west.models.search, or transformers' generate
 # Speech tokens a second: 10 (Whisper's 50 frames / k = 5), ~3-4 after CTC compression;
 # transcripts: ~3-5 tokens a second (English BPE, Chinese characters). 2 per vector is a
 # bound the audio cannot exceed, so outputs past it are loops, not speech.
@@ -66,6 +68,7 @@ class SpeechLLM(nn.Module):
             # embeddings, plus one learned blank vector (index = vocab size).
             self.ctc_blank = nn.Parameter(torch.zeros(self.llm_dim))
         self.stop_ids = stop_token_ids(llm, tokenizer, prompt)
+        self._warned_ignored = False
 
     # ---- properties -------------------------------------------------------------
     @property
@@ -229,6 +232,7 @@ class SpeechLLM(nn.Module):
         num_beams: int = 1,
         max_new_tokens: int = 200,
         tokens_per_speech_vector: float | None = MAX_TOKENS_PER_SPEECH_VECTOR,
+        engine: str = "west",
         **generate_kwargs,
     ) -> list[str]:
         """Batched greedy or beam search; returns one transcript per utterance.
@@ -236,28 +240,45 @@ class SpeechLLM(nn.Module):
         An utterance's output is capped at `tokens_per_speech_vector` tokens per speech vector
         the LLM reads (+ 8): the audio cannot hold more, so a repetition loop ends there
         instead of at `max_new_tokens`. None lifts the cap.
+
+        engine "west" (`west.models.search`): one prefill per utterance shared by its beams,
+        finished utterances leave the batch, each stops at its own cap. "hf": transformers'
+        `generate` (every beam prefilled, the batch run to the largest cap and cut after);
+        `generate_kwargs` go to it.
         """
+        if engine not in ENGINES:
+            raise ValueError(f"unknown decoding engine {engine!r}; known: {ENGINES}")
+        if engine == "west" and generate_kwargs:
+            raise TypeError(
+                f"engine 'west' takes no generate kwargs ({sorted(generate_kwargs)}); "
+                "use engine='hf'"
+            )
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
         llm_speech, llm_lens = self.llm_speech(speech, speech_lens)
         inputs, mask, _ = self._assemble(llm_speech, llm_lens, None, left_pad=True)
         caps = [max_new_tokens] * len(llm_lens)
         if tokens_per_speech_vector is not None:
             caps = [min(max_new_tokens, int(tokens_per_speech_vector * n) + 8) for n in llm_lens]
-        tok = self.tokenizer
-        output = self.llm.generate(
-            inputs_embeds=inputs,
-            attention_mask=mask,
-            num_beams=num_beams,
-            do_sample=False,
-            max_new_tokens=max(caps),
-            eos_token_id=self.stop_ids,
-            pad_token_id=tok.pad_token_id,
-            **generate_kwargs,
-        )
-        # Each utterance keeps the tokens within its own cap (the batch ran to the largest).
-        texts = tok.batch_decode(
-            [row[:cap] for row, cap in zip(output, caps)], skip_special_tokens=True
-        )
+        if engine == "west":
+            ignored = ignored_settings(self.llm)
+            if ignored and not self._warned_ignored:
+                logger.warning("engine 'west' does not apply generation_config %s", ignored)
+                self._warned_ignored = True
+            ids = search(self.llm, inputs, mask, caps, self.stop_ids, num_beams)
+        else:
+            output = self.llm.generate(
+                inputs_embeds=inputs,
+                attention_mask=mask,
+                num_beams=num_beams,
+                do_sample=False,
+                max_new_tokens=max(caps),
+                eos_token_id=self.stop_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **generate_kwargs,
+            )
+            # Each utterance keeps the tokens within its own cap (the batch ran to the largest).
+            ids = [row[:cap] for row, cap in zip(output, caps)]
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return [t.strip() for t in texts]
 
     # ---- checkpoints --------------------------------------------------------------

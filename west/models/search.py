@@ -1,0 +1,204 @@
+"""Batched greedy and beam search over a Hugging Face causal LM that reads `inputs_embeds`.
+
+The prompts arrive left-padded. Each is read once (an utterance's beams share its one
+prefill), the output layer runs on the last position only, and an utterance that is
+finished leaves the batch: its rows are dropped from the KV cache, so it costs nothing
+more. Every utterance stops at its own token cap.
+
+Beam search keeps the semantics of transformers' default beam search (length_penalty 1,
+early_stopping False): the same candidates (the top max(2, 1 + stop ids) x beams
+continuations), the same finished-hypothesis bookkeeping (only candidates ranked within the
+top `beams` may finish; score = sum of log-probs / generated length, end token included)
+and the same stopping rule, so an utterance gets the hypothesis that
+`generate(num_beams=k, do_sample=False, max_new_tokens=cap)` gives it alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache, GenerationConfig
+
+NEG = -1.0e9  # transformers' score for an impossible beam; the same value keeps ties the same
+
+# Generation-config fields that change which token HF's greedy or beam search picks; this
+# search applies none of them (they are for chat, not transcription).
+HF_ONLY_SETTINGS = (
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "bad_words_ids",
+    "sequence_bias",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "min_length",
+    "min_new_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "length_penalty",
+    "early_stopping",
+)
+
+
+def ignored_settings(llm: torch.nn.Module) -> list[str]:
+    """The `llm.generation_config` settings that HF generate would apply and this search does not."""
+    config = getattr(llm, "generation_config", None)
+    if config is None:
+        return []
+    default = GenerationConfig()
+    return [
+        f"{k}={getattr(config, k)!r}"
+        for k in HF_ONLY_SETTINGS
+        if getattr(config, k, None) != getattr(default, k, None)
+    ]
+
+
+class Rows:
+    """The sequences the LM is running: their KV cache, attention mask and next positions."""
+
+    def __init__(self, llm: torch.nn.Module, inputs: torch.Tensor, mask: torch.Tensor):
+        """Prefill: inputs (B, L, D) left-padded, mask (B, L); `self.logits` is (B, V)."""
+        base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+        self.llm = llm
+        self.cache = DynamicCache(config=base.config)
+        self.last_only = (
+            {"logits_to_keep": 1}
+            if "logits_to_keep" in inspect.signature(base.forward).parameters
+            else {}
+        )
+        self.mask = mask.long()
+        # Positions count real tokens only, so RoPE sees what it would see unpadded.
+        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+        self.next_pos = self.mask.sum(-1)  # (B,)
+        self.logits = self._forward(inputs_embeds=inputs, position_ids=positions)
+
+    def _forward(self, **inputs) -> torch.Tensor:
+        # Without padding the mask is left out, as HF generate does: the same attention path.
+        mask = None if bool(self.mask.all()) else self.mask
+        out = self.llm(
+            attention_mask=mask, cache=self.cache, use_cache=True, **self.last_only, **inputs
+        )
+        return out.logits[:, -1].float()
+
+    def __len__(self) -> int:
+        return self.mask.shape[0]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row, (R,) -> next-token logits (R, V)."""
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self), 1)], dim=1)
+        logits = self._forward(input_ids=tokens[:, None], position_ids=self.next_pos[:, None])
+        self.next_pos = self.next_pos + 1
+        return logits
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep these rows, in this order (repeats allowed): drop, reorder or fan out beams."""
+        self.cache.batch_select_indices(rows)
+        self.mask, self.next_pos = self.mask[rows], self.next_pos[rows]
+
+
+def greedy_search(rows: Rows, caps: list[int], stop_ids: list[int]) -> list[list[int]]:
+    """Argmax decoding; a row that ends (stop token or its cap) leaves the batch."""
+    out: list[list[int]] = [[] for _ in caps]
+    live = list(range(len(caps)))  # the utterance each running row belongs to
+    stop = torch.tensor(stop_ids, device=rows.logits.device)
+    logits = rows.logits
+    while True:
+        tokens = logits.argmax(-1)
+        keep = []
+        for r, (tok, ended) in enumerate(zip(tokens.tolist(), torch.isin(tokens, stop).tolist())):
+            u = live[r]
+            if not ended:
+                out[u].append(tok)
+                if len(out[u]) < caps[u]:
+                    keep.append(r)
+        if not keep:
+            return out
+        if len(keep) < len(live):
+            index = torch.tensor(keep, device=tokens.device)
+            rows.select(index)
+            tokens, live = tokens[index], [live[r] for r in keep]
+        logits = rows.step(tokens)
+
+
+def beam_search(
+    rows: Rows, caps: list[int], stop_ids: list[int], num_beams: int
+) -> list[list[int]]:
+    """Beam search (HF's default semantics, see module doc); a finished utterance leaves the batch.
+
+    Tensors are (U, K, ...) over the U utterances still running and their K beams; `rows`
+    holds U x `fan` sequences: one per utterance after the prefill, K afterwards.
+    """
+    k, device = num_beams, rows.logits.device
+    n_cand = max(2, 1 + len(stop_ids)) * k
+    length = max(caps)
+    live = torch.arange(len(caps), device=device)
+    cap = torch.tensor(caps, device=device)
+    stop = torch.tensor(stop_ids, device=device)
+    run_seqs = torch.zeros(len(caps), k, length, dtype=torch.long, device=device)
+    run_scores = torch.full((len(caps), k), NEG, device=device)
+    run_scores[:, 0] = 0.0  # the beams start equal: only the first one may spread
+    fin_seqs, fin_scores = run_seqs.clone(), torch.full_like(run_scores, NEG)
+    fin_lens = torch.zeros_like(run_seqs[:, :, 0])
+    fin_ok = torch.zeros_like(run_scores, dtype=torch.bool)
+    out: list[list[int]] = [[] for _ in caps]
+    logits, fan = rows.logits, 1
+    for t in range(length):
+        u, vocab = len(live), logits.shape[-1]
+        logp = F.log_softmax(logits, dim=-1).view(u, fan, vocab).expand(u, k, vocab)
+        top, index = (logp + run_scores[..., None]).reshape(u, k * vocab).topk(n_cand)
+        parent, tokens = index // vocab, index % vocab
+        seqs = run_seqs.gather(1, parent[..., None].expand(-1, -1, length)).clone()
+        seqs[:, :, t] = tokens
+        ends = torch.isin(tokens, stop) | (t + 1 >= cap[live])[:, None]
+        # The best k candidates that did not end run on.
+        open_scores = top + ends.float() * NEG
+        best = open_scores.topk(k).indices
+        run_seqs = seqs.gather(1, best[..., None].expand(-1, -1, length))
+        run_scores, run_parent = open_scores.gather(1, best), parent.gather(1, best)
+        # Candidates ranked within the top k that ended compete for the k finished slots.
+        new = ends.clone()
+        new[:, k:] = False
+        merged = torch.cat([fin_scores, top / (t + 1) + (~new).float() * NEG], dim=1)
+        pick = merged.topk(k).indices
+        fin_scores = merged.gather(1, pick)
+        fin_seqs = torch.cat([fin_seqs, seqs], 1).gather(1, pick[..., None].expand(-1, -1, length))
+        fin_lens = torch.cat([fin_lens, torch.full_like(tokens, t + 1)], 1).gather(1, pick)
+        fin_ok = torch.cat([fin_ok, new], 1).gather(1, pick)
+        # Done: every candidate ended (the cap), or the k slots are full and the best open
+        # beam, at this length, scores no better than the worst of them (HF's heuristic).
+        worst = torch.where(fin_ok, fin_scores.min(1, keepdim=True).values, NEG)
+        improvable = (run_scores[:, :1] / (t + 1) > worst).any(1)
+        done = ends.all(1) | ~improvable
+        for i in done.nonzero().flatten().tolist():
+            seq = fin_seqs[i, 0, : fin_lens[i, 0]].tolist()
+            out[int(live[i])] = seq[:-1] if seq and seq[-1] in stop_ids else seq
+        going = (~done).nonzero().flatten()
+        if len(going) == 0:
+            break
+        live, run_seqs, run_scores = live[going], run_seqs[going], run_scores[going]
+        fin_seqs, fin_scores = fin_seqs[going], fin_scores[going]
+        fin_lens, fin_ok = fin_lens[going], fin_ok[going]
+        rows.select((going[:, None] * fan + run_parent[going]).flatten())
+        logits, fan = rows.step(run_seqs[:, :, t].flatten()), k
+    return out
+
+
+def search(
+    llm: torch.nn.Module,
+    inputs: torch.Tensor,
+    mask: torch.Tensor,
+    caps: list[int],
+    stop_ids: list[int],
+    num_beams: int = 1,
+) -> list[list[int]]:
+    """inputs (B, L, D) left-padded, mask (B, L) -> each utterance's tokens, stop token left out.
+
+    Utterance i gets at most caps[i] tokens.
+    """
+    if len(caps) != inputs.shape[0] or min(caps) < 1:
+        raise ValueError(f"need one cap >= 1 per utterance, got {caps} for {inputs.shape[0]}")
+    rows = Rows(llm, inputs, mask)
+    if num_beams == 1:
+        return greedy_search(rows, caps, stop_ids)
+    return beam_search(rows, caps, stop_ids, num_beams)
