@@ -49,6 +49,13 @@ class ModelArguments:
         metadata={"help": "trained projector (and LoRA) weights, model.safetensors"},
     )
     freeze_encoder: bool = field(default=True)
+    encoder_trainable_layers: int = field(
+        default=0,
+        metadata={
+            "help": "train the encoder's last N blocks (and final LayerNorm) even when "
+            "freeze_encoder: the encoder cache then holds the frozen blocks' output"
+        },
+    )
     freeze_llm: bool = field(default=True)
     lora_rank: int = field(default=0, metadata={"help": "LoRA rank on the LLM; 0 = no LoRA"})
     lora_alpha: int = field(default=16)
@@ -72,6 +79,13 @@ class ModelArguments:
         metadata={"help": "weight of the auxiliary CTC loss on projected frames (0 = off)"},
     )
     lm_weight: float = field(default=1.0, metadata={"help": "weight of the LLM's LM loss"})
+    ctc_vocab: str = field(
+        default="full",
+        metadata={
+            "help": "tokens the CTC branch scores: full (the LLM's vocabulary) or train (those "
+            "in the training transcripts: a 50k-150k-way output shrinks to a few thousand)"
+        },
+    )
     speech_compression: str = field(
         default="none",
         metadata={
@@ -161,6 +175,10 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_learning_rate: float | None = field(
         default=None,
         metadata={"help": "learning rate of the LoRA adapters (default: learning_rate)"},
+    )
+    encoder_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "learning rate of the trained encoder blocks (default: learning_rate)"},
     )
 
     def __post_init__(self):

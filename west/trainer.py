@@ -91,13 +91,18 @@ class WestTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         lora_lr = getattr(self.args, "lora_learning_rate", None)
-        if self.optimizer is None and lora_lr:
+        encoder_lr = getattr(self.args, "encoder_learning_rate", None)
+        if self.optimizer is None and (lora_lr or encoder_lr):
             model = self.model
             decay = set(self.get_decay_parameter_names(model))
             groups: dict[tuple[float, float], list[torch.nn.Parameter]] = defaultdict(list)
             for n, p in model.named_parameters():
                 if p.requires_grad:
-                    lr = lora_lr if "lora_" in n else self.args.learning_rate
+                    lr = self.args.learning_rate
+                    if "lora_" in n and lora_lr:
+                        lr = lora_lr
+                    elif n.startswith(("encoder.", "encoder_top.")) and encoder_lr:
+                        lr = encoder_lr
                     wd = self.args.weight_decay if n in decay else 0.0
                     groups[(lr, wd)].append(p)
             params = [

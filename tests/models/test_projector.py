@@ -19,7 +19,7 @@ def test_conv1d_parameter_count_matches_seed_table(encoder_dim, llm_dim, seed_mi
     assert round(count_params(projector) / 2**20, 2) == seed_mib
 
 
-@pytest.mark.parametrize("name", ["conv1d", "linear"])
+@pytest.mark.parametrize("name", ["conv1d", "linear", "transformer"])
 def test_shapes_and_lengths(name):
     projector = build_projector(name, 64, 96, ds_rate=5, hidden_size=32)
     x = torch.randn(2, 23, 64)
@@ -28,9 +28,9 @@ def test_shapes_and_lengths(name):
     assert lens.tolist() == [4, 2]
 
 
-@pytest.mark.parametrize("name", ["conv1d", "linear"])
+@pytest.mark.parametrize("name", ["conv1d", "linear", "transformer"])
 def test_outputs_on_real_frames_ignore_padding(name):
-    projector = build_projector(name, 8, 16, ds_rate=3, hidden_size=8)
+    projector = build_projector(name, 8, 16, ds_rate=3, hidden_size=8).eval()
     x = torch.randn(1, 10, 8)
     padded = torch.cat([x, torch.randn(1, 5, 8)], dim=1)
     a, n = projector(x, torch.tensor([10]))
@@ -38,6 +38,24 @@ def test_outputs_on_real_frames_ignore_padding(name):
     torch.testing.assert_close(a[0, : int(n)], b[0, : int(n)])
 
 
+def test_transformer_rows_of_a_batch_match_alone():
+    """Attention is masked: an utterance gives the same vectors alone and in a padded batch,
+    and positions past its length are zero."""
+    torch.manual_seed(0)
+    projector = build_projector("transformer", 64, 32, ds_rate=2, hidden_size=48).eval()
+    x = torch.randn(3, 40, 64)
+    lens = torch.tensor([40, 25, 9])
+    y, out_lens = projector(x, lens)
+    assert out_lens.tolist() == [20, 12, 4]
+    for i in range(3):
+        n = int(lens[i])
+        alone, m = projector(x[i : i + 1, :n], lens[i : i + 1])
+        torch.testing.assert_close(y[i, : int(m)], alone[0], atol=1e-5, rtol=1e-5)
+        assert y[i, int(m) :].abs().sum() == 0
+    y.sum().backward()
+    assert projector.layers.layers[0].self_attn.in_proj_weight.grad.abs().sum() > 0
+
+
 def test_unknown_projector_lists_known():
-    with pytest.raises(ValueError, match=r"known: \['conv1d', 'linear'\]"):
+    with pytest.raises(ValueError, match=r"known: \['conv1d', 'linear', 'transformer'\]"):
         build_projector("qformer", 8, 8, 5, 8)

@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
     model = build_model(model_args, llm_dtype=dtype)
     train_set = build_data(model, data_args, data_args.data_path, args)
+    if model_args.ctc_weight > 0 and model_args.ctc_vocab == "train":
+        tok = model.tokenizer
+        ids = {i for u in train_set.utts for i in tok(u.txt, add_special_tokens=False).input_ids}
+        model.set_ctc_tokens(ids)
+        logger.info("CTC vocabulary: %d tokens of the training transcripts", len(ids))
     eval_set = (
         build_data(model, data_args, data_args.eval_data_path, args)
         if data_args.eval_data_path

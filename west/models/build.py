@@ -41,6 +41,9 @@ def build_model(config: ModelArguments, llm_dtype: torch.dtype = torch.float32) 
         n / 2**20,
     )
     encoder.requires_grad_(not config.freeze_encoder)
+    encoder_top = None
+    if config.encoder_trainable_layers > 0:
+        encoder_top = encoder.split(config.encoder_trainable_layers).requires_grad_(True)
     llm.requires_grad_(not config.freeze_llm)
     if config.lora_rank > 0:
         llm = add_lora(
@@ -51,7 +54,7 @@ def build_model(config: ModelArguments, llm_dtype: torch.dtype = torch.float32) 
             config.lora_target_modules,
         )
     prompt = build_prompt(tokenizer, config.prompt, config.system_prompt, config.chat_template)
-    model = SpeechLLM(config, encoder, projector, llm, tokenizer, prompt)
+    model = SpeechLLM(config, encoder, projector, llm, tokenizer, prompt, encoder_top)
     if config.freeze_encoder:
         model.encoder.eval()
     if config.projector_model_path:
@@ -70,6 +73,8 @@ def load_trained(model: SpeechLLM, path: str | Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; expected WeST's model.safetensors")
     saved = load_file(str(path), device="cpu")
+    if "ctc_tokens" in saved:
+        model.set_ctc_tokens(saved["ctc_tokens"].tolist())
     own = model.state_dict()
     unknown = sorted(k for k in saved if k not in own)
     if unknown:

@@ -120,6 +120,39 @@ class WhisperEncoder(nn.Module):
         return x * out_mask[..., None].to(x.dtype), lens
 
 
+    def split(self, top_layers: int) -> EncoderTop:
+        """Move the last `top_layers` blocks and the final LayerNorm into an `EncoderTop`.
+
+        What stays here (conv stem and the first blocks) can stay frozen and be cached, the
+        top is trained: adapting the last blocks to a new domain costs a fraction of the
+        encoder and keeps the encoder cache.
+        """
+        n = len(self.blocks)
+        if not 0 < top_layers <= n:
+            raise ValueError(f"encoder_trainable_layers must be in 1..{n}, got {top_layers}")
+        top = EncoderTop(self.blocks[n - top_layers :], self.ln_post)
+        self.blocks = self.blocks[: n - top_layers]
+        self.ln_post = nn.Identity()
+        self.dims = EncoderDims(**{**self.dims.__dict__, "n_layer": n - top_layers})
+        return top
+
+
+class EncoderTop(nn.Module):
+    """The last blocks and final LayerNorm of a Whisper encoder, run on the frames below them."""
+
+    def __init__(self, blocks: nn.ModuleList, ln_post: nn.Module):
+        super().__init__()
+        self.blocks = blocks
+        self.ln_post = ln_post
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.arange(x.shape[1], device=x.device)[None] < lens[:, None]
+        attn_mask = None if bool(mask.all()) else mask[:, None, None, :]
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        return self.ln_post(x) * mask[..., None].to(x.dtype), lens
+
+
 def load_openai_whisper(name_or_path: str) -> WhisperEncoder:
     """Encoder of an openai-whisper model: a name (`tiny`, `large-v3`) or a .pt checkpoint.
 

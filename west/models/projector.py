@@ -42,7 +42,59 @@ class LinearProjector(nn.Module):
         return self.linear2(torch.relu(self.linear1(x))), lens // self.ds_rate
 
 
-PROJECTORS = {"conv1d": Conv1dProjector, "linear": LinearProjector}
+class TransformerProjector(nn.Module):
+    """Conv1d down-sampling (kernel = stride = k), then a small Transformer, then Linear.
+
+    The frames see their neighbours before they are mapped into the LLM's space, which the
+    frame-wise MLPs cannot do: with a frozen encoder this is where the adaptation to a new
+    domain happens. Layers are pre-norm, d_model = the encoder's width, 64-dim heads,
+    feed-forward `hidden_size`; a depthwise convolution gives the relative position.
+    """
+
+    def __init__(
+        self,
+        encoder_dim: int,
+        llm_dim: int,
+        ds_rate: int = 5,
+        hidden_size: int = 2048,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.ds_rate = ds_rate
+        self.conv1d = nn.Conv1d(encoder_dim, encoder_dim, kernel_size=ds_rate, stride=ds_rate)
+        self.pos_conv = nn.Conv1d(
+            encoder_dim, encoder_dim, kernel_size=3, padding=1, groups=encoder_dim
+        )
+        layer = nn.TransformerEncoderLayer(
+            encoder_dim,
+            max(1, encoder_dim // 64),
+            hidden_size,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(encoder_dim)
+        self.linear = nn.Linear(encoder_dim, llm_dim)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lens = lens // self.ds_rate
+        x = self.conv1d(x.transpose(1, 2))
+        valid = torch.arange(x.shape[-1], device=x.device)[None] < lens[:, None]  # (B, N)
+        x = x * valid[:, None].to(x.dtype)  # padded frames must not leak through pos_conv
+        x = (x + self.pos_conv(x)).transpose(1, 2)
+        x = self.layers(x, src_key_padding_mask=~valid)
+        # masked_fill, not a product: padded rows may hold NaN after fully masked attention
+        return self.linear(self.norm(x)).masked_fill(~valid[..., None], 0.0), lens
+
+
+PROJECTORS = {
+    "conv1d": Conv1dProjector,
+    "linear": LinearProjector,
+    "transformer": TransformerProjector,
+}
 
 
 def build_projector(

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 IGNORE_ID = -100
 COMPRESSIONS = ("none", "ctc", "ctc_soft")
+CTC_VOCABS = ("full", "train")
 ENGINES = ("west", "hf")  # decoding: west.models.search, or transformers' generate
 # Speech tokens a second: 10 (Whisper's 50 frames / k = 5), ~3-4 after CTC compression;
 # transcripts: ~3-5 tokens a second (English BPE, Chinese characters). 2 per vector is a
@@ -40,10 +41,12 @@ class SpeechLLM(nn.Module):
         llm: nn.Module,
         tokenizer,
         prompt: Prompt,
+        encoder_top: nn.Module | None = None,
     ):
         super().__init__()
         self.config = config
-        self.encoder = encoder
+        self.encoder = encoder  # frozen (and cacheable) unless freeze_encoder is False
+        self.encoder_top = encoder_top  # its trained last blocks (encoder_trainable_layers)
         self.projector = projector
         self.llm = llm
         self.tokenizer = tokenizer
@@ -67,6 +70,11 @@ class SpeechLLM(nn.Module):
             # CTC over the LLM vocabulary: frames are scored against the frozen input
             # embeddings, plus one learned blank vector (index = vocab size).
             self.ctc_blank = nn.Parameter(torch.zeros(self.llm_dim))
+        if config.ctc_vocab not in CTC_VOCABS:
+            raise ValueError(f"unknown ctc_vocab {config.ctc_vocab!r}; known: {CTC_VOCABS}")
+        # LLM token ids the CTC branch scores (None: all), and token id -> CTC label index
+        self.register_buffer("ctc_tokens", None)
+        self.register_buffer("ctc_index", None, persistent=False)
         self.stop_ids = stop_token_ids(llm, tokenizer, prompt)
         self._warned_ignored = False
 
@@ -101,9 +109,12 @@ class SpeechLLM(nn.Module):
         enc: torch.Tensor | None = None,
         enc_lens: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Either mel features or cached encoder output -> (B, N, D_llm), lengths (B,)."""
+        """Either mel features or cached `self.encoder` output -> (B, N, D_llm), lengths (B,)."""
         if enc is None:
             enc, enc_lens = self.encode(mel, mel_lens)
+        if self.encoder_top is not None:
+            top_dtype = next(self.encoder_top.parameters()).dtype
+            enc, enc_lens = self.encoder_top(enc.to(top_dtype), enc_lens)
         proj_dtype = next(self.projector.parameters()).dtype
         speech, lens = self.projector(enc.to(proj_dtype), enc_lens)
         return speech, lens
@@ -118,8 +129,28 @@ class SpeechLLM(nn.Module):
         logits = self.ctc_logits(speech)
         table = None
         if mode == "ctc_soft":
-            table = torch.cat([self.embed_tokens.weight, self.ctc_blank[None].to(speech.dtype)])
+            table = self.ctc_table().to(speech.dtype)
         return ctc_compress(speech, lens, logits, logits.shape[-1] - 1, table)
+
+    def set_ctc_tokens(self, token_ids) -> None:
+        """Restrict the CTC branch to these LLM tokens (saved with the trained weights)."""
+        ids = torch.as_tensor(sorted(set(int(i) for i in token_ids)), dtype=torch.long)
+        device = self.embed_tokens.weight.device
+        self.register_buffer("ctc_tokens", ids.to(device))
+        index = torch.full((self.embed_tokens.weight.shape[0],), -1, dtype=torch.long)
+        index[ids] = torch.arange(len(ids))
+        self.register_buffer("ctc_index", index.to(device), persistent=False)
+
+    def ctc_table(self) -> torch.Tensor:
+        """(V' + 1, D): the embeddings of the tokens the CTC branch scores, blank last."""
+        weight = self.embed_tokens.weight
+        if self.ctc_tokens is not None:
+            weight = weight[self.ctc_tokens]
+        return torch.cat([weight, self.ctc_blank[None].to(weight.dtype)])
+
+    def ctc_token_ids(self, labels: torch.Tensor) -> torch.Tensor:
+        """CTC label indices (from `ctc_logits`'s argmax) -> LLM token ids."""
+        return labels if self.ctc_tokens is None else self.ctc_tokens[labels]
 
     # ---- sequence assembly ------------------------------------------------------
     def _assemble(
@@ -210,11 +241,16 @@ class SpeechLLM(nn.Module):
 
     def ctc_logits(self, speech: torch.Tensor) -> torch.Tensor:
         """(B, N, D_llm) -> (B, N, V + 1): similarity to each token embedding, blank last."""
-        weight = self.embed_tokens.weight.float()
-        blank = self.ctc_blank.float()[None]
-        return speech.float() @ torch.cat([weight, blank]).T
+        return speech.float() @ self.ctc_table().float().T
 
     def ctc_loss(self, speech, speech_lens, text_ids, text_lens) -> torch.Tensor:
+        if self.ctc_tokens is not None:
+            # Targets as CTC label indices; tokens outside the CTC vocabulary (unseen in
+            # training, so only in held-out data) are left out of the target.
+            rows = [self.ctc_index[text_ids[i, : text_lens[i]]] for i in range(len(text_ids))]
+            rows = [r[r >= 0] for r in rows]
+            text_lens = torch.tensor([len(r) for r in rows], device=text_ids.device)
+            text_ids = nn.utils.rnn.pad_sequence(rows, batch_first=True)
         log_probs = self.ctc_logits(speech).log_softmax(-1).transpose(0, 1)  # (N, B, V+1)
         blank = log_probs.shape[-1] - 1
         return F.ctc_loss(
@@ -284,4 +320,6 @@ class SpeechLLM(nn.Module):
     # ---- checkpoints --------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         names = {n for n, p in self.named_parameters() if p.requires_grad}
+        if self.ctc_tokens is not None:
+            names.add("ctc_tokens")
         return {k: v for k, v in self.state_dict().items() if k in names}
