@@ -604,7 +604,9 @@ def run_benchmark(cfg: BenchConfig) -> dict:
         cfg.whisper, cfg.llm = build_tiny_models(workdir / "tiny_models")
     data = cfg.data or str(synthesize_data(workdir / "speech", cfg.num_utts, cfg.seed))
     model = load_bench_model(cfg)
-    utts = validate(read_data(data), tokenizer=model.tokenizer)[: cfg.num_utts]
+    utts = validate(read_data(data), tokenizer=model.tokenizer)
+    if len(utts) > cfg.num_utts:  # a corpus: a seeded random sample, not its first lines
+        utts = random.Random(cfg.seed).sample(utts, cfg.num_utts)
     if not utts:
         raise ValueError(f"{data}: no usable utterances")
     logger.info("%d utterances, %.1f s of audio", len(utts), sum(u.duration for u in utts))

@@ -4,7 +4,9 @@
   `west_config.json`, and a `west_complete` marker written last: a checkpoint without
   it (killed while saving) is never resumed from.
 - Batches are grouped by length (seeded by epoch, so a resumed run keeps its order).
-- LoRA adapters may have their own learning rate.
+- LoRA adapters (and trained encoder blocks) may have their own learning rate.
+- With a CTC-only warm-up the learning-rate schedule runs twice: once over the warm-up,
+  again over the joint steps, so the LLM's adapters start learning at the full rate.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import Trainer
+from transformers import Trainer, get_scheduler
 
 from west.data.batching import LengthGroupedSampler
 from west.models.build import load_trained
@@ -111,6 +113,32 @@ class WestTrainer(Trainer):
             cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             self.optimizer = cls(params, **kwargs)
         return super().create_optimizer()
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        warm_up = getattr(self.args, "ctc_only_steps", 0)
+        if self.lr_scheduler is not None or not 0 < warm_up < num_training_steps:
+            return super().create_scheduler(num_training_steps, optimizer)
+        # The configured schedule over each phase: warm-up (CTC only), then joint training.
+        phases = [(0, warm_up), (warm_up, num_training_steps - warm_up)]
+        probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        shapes = [
+            get_scheduler(
+                self.args.lr_scheduler_type,
+                optimizer=probe,
+                num_warmup_steps=self.args.get_warmup_steps(n),
+                num_training_steps=n,
+                scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+            ).lr_lambdas[0]
+            for _, n in phases
+        ]
+
+        def factor(step: int) -> float:
+            i = int(step >= warm_up)
+            return shapes[i](step - phases[i][0])
+
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, factor)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         # Only trained tensors are in WeST checkpoints: load them with shape checks.

@@ -79,7 +79,9 @@ def test_ctc_over_training_tokens(model_args, utts, tmp_path):
     config = dataclasses.replace(model_args, ctc_weight=1.0, ctc_vocab="train")
     model = build_model(config).eval()
     batch = _batch(model, utts)
-    seen = sorted({int(i) for row, n in zip(batch["text_ids"], batch["text_lens"]) for i in row[:n]})
+    seen = sorted(
+        {int(i) for row, n in zip(batch["text_ids"], batch["text_lens"]) for i in row[:n]}
+    )
     model.set_ctc_tokens(seen)
     speech, lens = model.speech_embeddings(batch["mel"], batch["mel_lens"])
     logits = model.ctc_logits(speech)
@@ -88,7 +90,10 @@ def test_ctc_over_training_tokens(model_args, utts, tmp_path):
     full = speech.float() @ model.embed_tokens.weight.float().T
     kept = torch.cat([full[..., seen], (speech.float() @ model.ctc_blank.float())[..., None]], -1)
     index = {t: j for j, t in enumerate(seen)}
-    targets = [torch.tensor([index[int(t)] for t in r[:n]]) for r, n in zip(batch["text_ids"], batch["text_lens"])]
+    targets = [
+        torch.tensor([index[int(t)] for t in r[:n]])
+        for r, n in zip(batch["text_ids"], batch["text_lens"])
+    ]
     expected = torch.nn.functional.ctc_loss(
         kept.log_softmax(-1).transpose(0, 1),
         torch.nn.utils.rnn.pad_sequence(targets, batch_first=True),
