@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -118,3 +119,16 @@ def test_quick_benchmark_end_to_end(tmp_path):
     for path in ("seed_greedy", "west_greedy", "west_greedy_batch1", "seed_beam5", "west_beam5"):
         assert set(figures["decode"][path]["hyps"]) == set(figures["decode"]["west_greedy"]["hyps"])
     assert figures["decode"]["identical"]["west_greedy_batched_vs_batch1"]["of"] == 6
+
+
+def test_flop_meter_counts_trained_encoder_blocks(model_args, utts, monkeypatch):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", _math_sdpa)
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(model_args, encoder_trainable_layers=1))
+    batch = _batch(model, utts)
+    with FlopMeter(model) as meter, meter.track("train"), FlopCounterMode(display=False) as fc:
+        model(**batch)["loss"].backward()
+    assert meter.top_layers == 1
+    assert meter.executed["train"] == pytest.approx(fc.get_total_flops(), rel=0.02)

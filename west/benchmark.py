@@ -167,7 +167,8 @@ class FlopMeter:
         self.model = model
         enc = model.encoder
         self.n_mels, self.enc_dim = enc.n_mels, enc.output_dim
-        self.enc_layers = len(enc.blocks)
+        self.enc_layers = len(enc.blocks)  # frozen blocks
+        self.top_layers = len(model.encoder_top.blocks) if model.encoder_top is not None else 0
         self.proj_weights = sum(p.numel() for p in model.projector.parameters() if p.dim() > 1)
         base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
         self.decoder = base.get_decoder()
@@ -187,12 +188,17 @@ class FlopMeter:
         self._handles: list = []
 
     # analytic costs (forward) ------------------------------------------------------------
-    def encoder(self, mel_frames: int) -> float:
+    def encoder(self, mel_frames: int, top: bool = True) -> float:
+        """Forward FLOPs of the frozen encoder (and of its trained top blocks if `top`)."""
         t = (mel_frames + 1) // 2
         d = self.enc_dim
         convs = 2 * 3 * mel_frames * self.n_mels * d + 2 * 3 * t * d * d
-        layers = self.enc_layers * (2 * 12 * d * d * t + 4 * t * t * d)
-        return float(convs + layers)
+        layers = self.enc_layers + (self.top_layers if top else 0)
+        return float(convs + layers * self.encoder_block(t))
+
+    def encoder_block(self, t: int) -> float:
+        d = self.enc_dim
+        return float(2 * 12 * d * d * t + 4 * t * t * d)
 
     def projector(self, tokens: int) -> float:
         return 2.0 * self.proj_weights * tokens
@@ -213,7 +219,12 @@ class FlopMeter:
 
     def _on_encoder(self, module, args, kwargs):
         mel = args[0] if args else kwargs["mel"]
-        self._add(mel.shape[0] * self.encoder(mel.shape[-1]))
+        self._add(mel.shape[0] * self.encoder(mel.shape[-1], top=False))
+
+    def _on_encoder_top(self, module, args, kwargs):
+        b, t = args[0].shape[:2]
+        grad = torch.is_grad_enabled()
+        self._add((3.0 if grad else 1.0) * b * self.top_layers * self.encoder_block(t))
 
     def _on_projector(self, module, args, output):
         b, n = output[0].shape[:2]
@@ -248,6 +259,9 @@ class FlopMeter:
             self.decoder.register_forward_pre_hook(self._on_decoder, with_kwargs=True),
             self.lm_head.register_forward_hook(self._on_head),
         ]
+        if m.encoder_top is not None:
+            hook = m.encoder_top.register_forward_pre_hook(self._on_encoder_top, with_kwargs=True)
+            self._handles.append(hook)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -268,6 +282,7 @@ class FlopMeter:
         length = prompt + n + text + 1
         return (
             self.encoder(mel_frames)
+            + 2 * self.top_layers * self.encoder_block((mel_frames + 1) // 2)  # its backward
             + 3 * self.projector(n)
             + 2 * 2.0 * self.dec_weights * length
             + 3 * 4.0 * length * length * self.attn_width * self.llm_layers
