@@ -32,28 +32,45 @@ def _trainer(model_args, tmp_path, **kwargs) -> WestTrainer:
     return trainer
 
 
-def _lrs(trainer: WestTrainer, steps: int = 30) -> list[list[float]]:
-    out = []
+def _lrs(trainer: WestTrainer, steps: int = 30) -> dict[str, list[float]]:
+    """Learning rate of each part ("speech", "llm") at each step."""
+    parts = [g["west_part"] for g in trainer.optimizer.param_groups]
+    out: dict[str, list[float]] = {p: [] for p in parts}
     for _ in range(steps):
-        out.append(trainer.lr_scheduler.get_last_lr())
+        for part, lr in zip(parts, trainer.lr_scheduler.get_last_lr()):
+            out[part].append(lr)  # groups of one part share a schedule (rates may differ)
         trainer.optimizer.step()
         trainer.lr_scheduler.step()
     return out
 
 
-def test_schedule_runs_again_after_the_ctc_warm_up(model_args, tmp_path):
-    lrs = [g[0] for g in _lrs(_trainer(model_args, tmp_path, ctc_only_steps=10))]
-    # warm-up phase: 1 warm-up step (10 %), cosine down to ~0 at step 9
-    assert lrs[0] == 0.0 and lrs[1] == pytest.approx(1e-3)
-    assert lrs[9] < 0.05e-3
-    # joint phase: 2 warm-up steps, back to the full rate, cosine to ~0
-    assert lrs[10] == 0.0 and lrs[12] == pytest.approx(1e-3)
-    assert lrs[29] < 0.05e-3 and all(a >= b for a, b in zip(lrs[12:], lrs[13:]))
+def _falls(lrs: list[float]) -> bool:
+    return all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_each_part_gets_the_schedule_over_its_own_steps(model_args, tmp_path):
+    lrs = _lrs(_trainer(model_args, tmp_path, ctc_only_steps=10))
+    speech, llm = lrs["speech"], lrs["llm"]
+    # speech side, warm-up phase: 1 warm-up step (10 %), cosine down to ~0 at step 9
+    assert speech[0] == 0.0 and max(speech[:10]) > 0 and speech[9] < 0.05 * max(speech[:10])
+    # then again over the joint phase: 2 warm-up steps, back to the full rate, cosine to ~0
+    assert speech[10] == 0.0 and speech[12] == pytest.approx(max(speech[:10]))
+    assert _falls(speech[12:]) and speech[29] < 0.05 * speech[12]
+    # LoRA: nothing before the joint phase, then the full schedule
+    assert llm[:11] == [0.0] * 11 and llm[12] == pytest.approx(1e-3) and _falls(llm[12:])
+
+
+def test_speech_side_fixed_after_its_warm_up(model_args, tmp_path):
+    trainer = _trainer(model_args, tmp_path, ctc_only_steps=10, joint_speech_training=False)
+    lrs = _lrs(trainer)
+    assert max(lrs["speech"][:10]) > 0 and lrs["speech"][10:] == [0.0] * 20
+    assert lrs["llm"][:11] == [0.0] * 11 and lrs["llm"][12] == pytest.approx(1e-3)
 
 
 def test_one_schedule_without_warm_up(model_args, tmp_path):
-    lrs = [g[0] for g in _lrs(_trainer(model_args, tmp_path))]
-    assert lrs[3] == pytest.approx(1e-3) and all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    lrs = _lrs(_trainer(model_args, tmp_path))
+    for part in ("speech", "llm"):
+        assert lrs[part][3] == pytest.approx(1e-3) and _falls(lrs[part][3:])
 
 
 def test_lora_and_encoder_blocks_get_their_own_rates(model_args, tmp_path):

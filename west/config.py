@@ -168,6 +168,13 @@ class TrainingArguments(transformers.TrainingArguments):
         default=0,
         metadata={"help": "first steps train with the CTC loss alone (needs ctc_weight > 0)"},
     )
+    joint_speech_training: bool = field(
+        default=True,
+        metadata={
+            "help": "after the CTC-only steps, keep training the speech side (encoder blocks, "
+            "projector) with the LLM's adapters; False fixes it and trains the adapters alone"
+        },
+    )
     log_utterance_keys: bool = field(
         default=False,
         metadata={"help": "append each step's utterance keys to utterance_keys.rank<N>.txt"},

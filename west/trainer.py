@@ -5,8 +5,10 @@
   it (killed while saving) is never resumed from.
 - Batches are grouped by length (seeded by epoch, so a resumed run keeps its order).
 - LoRA adapters (and trained encoder blocks) may have their own learning rate.
-- With a CTC-only warm-up the learning-rate schedule runs twice: once over the warm-up,
-  again over the joint steps, so the LLM's adapters start learning at the full rate.
+- With a CTC-only warm-up each part gets the configured schedule over the steps it learns in:
+  the speech side (encoder blocks, projector, CTC blank) over the warm-up and again over the
+  joint steps (or only over the warm-up, `--joint_speech_training False`), the LLM side (LoRA)
+  over the joint steps, so the adapters start learning at the full rate.
 """
 
 from __future__ import annotations
@@ -92,23 +94,31 @@ class WestTrainer(Trainer):
         super().log(logs, start_time)
 
     def create_optimizer(self, model=None):
-        lora_lr = getattr(self.args, "lora_learning_rate", None)
-        encoder_lr = getattr(self.args, "encoder_learning_rate", None)
-        if self.optimizer is None and (lora_lr or encoder_lr):
+        if self.optimizer is None:
+            # Groups by (learning rate, weight decay, part): LoRA adapters and trained encoder
+            # blocks may have their own rates, and the parts their own schedules.
+            lora_lr = getattr(self.args, "lora_learning_rate", None) or self.args.learning_rate
+            encoder_lr = getattr(self.args, "encoder_learning_rate", None)
+            encoder_lr = encoder_lr or self.args.learning_rate
             model = self.model
             decay = set(self.get_decay_parameter_names(model))
-            groups: dict[tuple[float, float], list[torch.nn.Parameter]] = defaultdict(list)
+            groups: dict[tuple[float, float, str], list[torch.nn.Parameter]] = defaultdict(list)
             for n, p in model.named_parameters():
-                if p.requires_grad:
-                    lr = self.args.learning_rate
-                    if "lora_" in n and lora_lr:
-                        lr = lora_lr
-                    elif n.startswith(("encoder.", "encoder_top.")) and encoder_lr:
-                        lr = encoder_lr
-                    wd = self.args.weight_decay if n in decay else 0.0
-                    groups[(lr, wd)].append(p)
+                if not p.requires_grad:
+                    continue
+                if "lora_" in n:
+                    lr, part = lora_lr, "llm"
+                elif n.startswith("llm."):
+                    lr, part = self.args.learning_rate, "llm"
+                elif n.startswith(("encoder.", "encoder_top.")):
+                    lr, part = encoder_lr, "speech"
+                else:
+                    lr, part = self.args.learning_rate, "speech"
+                wd = self.args.weight_decay if n in decay else 0.0
+                groups[(lr, wd, part)].append(p)
             params = [
-                {"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()
+                {"params": ps, "lr": lr, "weight_decay": wd, "west_part": part}
+                for (lr, wd, part), ps in groups.items()
             ]
             cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             self.optimizer = cls(params, **kwargs)
@@ -131,12 +141,22 @@ class WestTrainer(Trainer):
             ).lr_lambdas[0]
             for _, n in phases
         ]
+        optimizer = optimizer or self.optimizer
+        parts = [g.get("west_part", "speech") for g in optimizer.param_groups]
+        speech_joint = getattr(self.args, "joint_speech_training", True) or "llm" not in parts
 
-        def factor(step: int) -> float:
+        def both(step: int) -> float:
             i = int(step >= warm_up)
             return shapes[i](step - phases[i][0])
 
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, factor)
+        def first(step: int) -> float:  # the speech side, fixed after its warm-up
+            return shapes[0](step) if step < warm_up else 0.0
+
+        def second(step: int) -> float:  # the LLM side: it has nothing to learn before
+            return shapes[1](step - warm_up) if step >= warm_up else 0.0
+
+        factors = [(second if part == "llm" else both if speech_joint else first) for part in parts]
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
         self._created_lr_scheduler = True
         return self.lr_scheduler
 
