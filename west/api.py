@@ -88,6 +88,7 @@ def recognize(
     num_beams: int = 1,
     max_new_tokens: int = 200,
     num_workers: int = 0,
+    ctc_weight: float = 0.0,
 ) -> dict[str, float]:
     """Decode `utts` into `result_path` as `key text` lines, resuming after a kill.
 
@@ -116,6 +117,7 @@ def recognize(
                 mel_lens=batch["mel_lens"].to(device),
                 num_beams=num_beams,
                 max_new_tokens=max_new_tokens,
+                ctc_weight=ctc_weight,
             )
             for key, text in zip(batch["keys"], texts):
                 out.write(f"{key} {' '.join(text.split())}\n")

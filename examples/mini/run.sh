@@ -18,7 +18,7 @@ model_dir=exp/models    # pretrained models: whisper-tiny.en.pt, SmolLM2-135M-In
 conf=conf/ctc_compress.yaml  # training set-up
 exp_dir=                # trained model, decodes, RESULTS.md [default: exp/<conf name>]
 
-num_train=3000          # training utterances to synthesise
+num_train=8000          # training utterances to synthesise
 num_dev=100             # dev utterances
 num_test=100            # test utterances
 nj=2                    # synthesis processes
@@ -27,7 +27,7 @@ seed=777                # corpus seed: sentences, voices, speeds, pitches
 train_extra=            # more west-train flags, e.g. "--max_steps 3"
 decode_sets="dev test"  # sets to decode and score
 beams="1 3 5"           # beam sizes, each decoded into exp_dir/decode_<set>_beam<N>
-decode_extra="--max_new_tokens 64"  # more west-recognize flags (transcripts here are <= 20 words)
+decode_extra="--max_new_tokens 64 --ctc_weight 0.5"  # more west-recognize flags: joint CTC / LLM decoding
 threads=                # torch threads per process (OMP_NUM_THREADS) [default: torch's]
 help_message="Usage: $0 [options]   (run in examples/mini)"
 

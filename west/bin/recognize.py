@@ -41,6 +41,12 @@ def get_parser() -> argparse.ArgumentParser:
         default=[1],
         help="beam size(s): a sweep loads the model once, e.g. --num_beams 1 3 5",
     )
+    p.add_argument(
+        "--ctc_weight",
+        type=float,
+        default=0.0,
+        help="joint CTC / LLM decoding with this CTC weight (a model with a CTC branch)",
+    )
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--max_new_tokens", type=int, default=200)
     p.add_argument("--max_speech_seconds", type=float, default=30.0)
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             beam,
             args.max_new_tokens,
             args.num_workers,
+            args.ctc_weight,
         )
 
 

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, GenerationConfig
 
+from west.models.ctc_prefix import CTCPrefixScorer
+
 NEG = -1.0e9  # transformers' score for an impossible beam; the same value keeps ties the same
 
 # Generation-config fields that change which token HF's greedy or beam search picks; this
@@ -122,15 +124,26 @@ def greedy_search(rows: Rows, caps: list[int], stop_ids: list[int]) -> list[list
 
 
 def beam_search(
-    rows: Rows, caps: list[int], stop_ids: list[int], num_beams: int
+    rows: Rows,
+    caps: list[int],
+    stop_ids: list[int],
+    num_beams: int,
+    ctc: CTCPrefixScorer | None = None,
+    ctc_weight: float = 0.0,
 ) -> list[list[int]]:
     """Beam search (HF's default semantics, see module doc); a finished utterance leaves the batch.
 
     Tensors are (U, K, ...) over the U utterances still running and their K beams; `rows`
     holds U x `fan` sequences: one per utterance after the prefill, K afterwards.
+
+    With `ctc`, a token's score is (1 - ctc_weight) x the LLM's log-probability + ctc_weight
+    x the CTC prefix score it adds (`west.models.ctc_prefix`), over the LLM's best tokens
+    and the stop tokens; the other tokens are out of the search.
     """
     k, device = num_beams, rows.logits.device
     n_cand = max(2, 1 + len(stop_ids)) * k
+    prefix = ctc.initial(torch.arange(len(caps), device=device)) if ctc is not None else None
+    stops = torch.tensor(stop_ids, device=device)
     length = max(caps)
     live = torch.arange(len(caps), device=device)
     cap = torch.tensor(caps, device=device)
@@ -145,7 +158,17 @@ def beam_search(
     logits, fan = rows.logits, 1
     for t in range(length):
         u, vocab = len(live), logits.shape[-1]
-        logp = F.log_softmax(logits, dim=-1).view(u, fan, vocab).expand(u, k, vocab)
+        logp = F.log_softmax(logits, dim=-1)
+        if ctc is not None:
+            row_utts = live.repeat_interleave(fan)
+            tops = logp.topk(min(n_cand, vocab)).indices
+            # candidates: the LLM's best, the stop tokens, the CTC best path's tokens
+            extra = [stops.expand(len(logp), -1), ctc.best_tokens[row_utts]]
+            cand = torch.cat([tops, *extra], 1)
+            deltas, prefix_r = ctc.score(row_utts, prefix, cand)
+            joint = (1 - ctc_weight) * logp.gather(1, cand) + ctc_weight * deltas
+            logp = torch.full_like(logp, NEG).scatter(1, cand, joint)
+        logp = logp.view(u, fan, vocab).expand(u, k, vocab)
         top, index = (logp + run_scores[..., None]).reshape(u, k * vocab).topk(n_cand)
         parent, tokens = index // vocab, index % vocab
         seqs = run_seqs.gather(1, parent[..., None].expand(-1, -1, length)).clone()
@@ -179,7 +202,12 @@ def beam_search(
         live, run_seqs, run_scores = live[going], run_seqs[going], run_scores[going]
         fin_seqs, fin_scores = fin_seqs[going], fin_scores[going]
         fin_lens, fin_ok = fin_lens[going], fin_ok[going]
-        rows.select((going[:, None] * fan + run_parent[going]).flatten())
+        parents = (going[:, None] * fan + run_parent[going]).flatten()
+        rows.select(parents)
+        if ctc is not None:
+            chosen = run_seqs[:, :, t].flatten()
+            slots = (cand[parents] == chosen[:, None]).int().argmax(1)
+            prefix = ctc.advance(prefix, parents, slots, prefix_r, deltas, chosen)
         logits, fan = rows.step(run_seqs[:, :, t].flatten()), k
     return out
 
@@ -191,14 +219,19 @@ def search(
     caps: list[int],
     stop_ids: list[int],
     num_beams: int = 1,
+    ctc: CTCPrefixScorer | None = None,
+    ctc_weight: float = 0.0,
 ) -> list[list[int]]:
     """inputs (B, L, D) left-padded, mask (B, L) -> each utterance's tokens, stop token left out.
 
-    Utterance i gets at most caps[i] tokens.
+    Utterance i gets at most caps[i] tokens. With `ctc` and ctc_weight > 0, joint CTC / LLM
+    scores (greedy is then a beam of 1).
     """
     if len(caps) != inputs.shape[0] or min(caps) < 1:
         raise ValueError(f"need one cap >= 1 per utterance, got {caps} for {inputs.shape[0]}")
     rows = Rows(llm, inputs, mask)
+    if ctc is not None and ctc_weight > 0:
+        return beam_search(rows, caps, stop_ids, num_beams, ctc, ctc_weight)
     if num_beams == 1:
         return greedy_search(rows, caps, stop_ids)
     return beam_search(rows, caps, stop_ids, num_beams)

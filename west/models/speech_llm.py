@@ -16,6 +16,7 @@ from torch import nn
 
 from west.config import ModelArguments
 from west.models.ctc_compress import ctc_compress
+from west.models.ctc_prefix import CTCPrefixScorer
 from west.models.encoder import WhisperEncoder
 from west.models.llm import Prompt, stop_token_ids
 from west.models.search import ignored_settings, search
@@ -269,6 +270,7 @@ class SpeechLLM(nn.Module):
         max_new_tokens: int = 200,
         tokens_per_speech_vector: float | None = MAX_TOKENS_PER_SPEECH_VECTOR,
         engine: str = "west",
+        ctc_weight: float = 0.0,
         **generate_kwargs,
     ) -> list[str]:
         """Batched greedy or beam search; returns one transcript per utterance.
@@ -281,9 +283,17 @@ class SpeechLLM(nn.Module):
         finished utterances leave the batch, each stops at its own cap. "hf": transformers'
         `generate` (every beam prefilled, the batch run to the largest cap and cut after);
         `generate_kwargs` go to it.
+
+        ctc_weight > 0 (engine "west", a model with a CTC branch): joint CTC / LLM decoding,
+        each token scored (1 - w) x LLM + w x CTC prefix score (`west.models.ctc_prefix`).
         """
         if engine not in ENGINES:
             raise ValueError(f"unknown decoding engine {engine!r}; known: {ENGINES}")
+        if ctc_weight > 0 and (engine != "west" or self.config.ctc_weight <= 0):
+            raise ValueError(
+                "joint CTC decoding (ctc_weight > 0) needs engine 'west' and a model trained "
+                "with a CTC branch (ctc_weight > 0 in its configuration)"
+            )
         if engine == "west" and generate_kwargs:
             raise TypeError(
                 f"engine 'west' takes no generate kwargs ({sorted(generate_kwargs)}); "
@@ -300,7 +310,8 @@ class SpeechLLM(nn.Module):
             if ignored and not self._warned_ignored:
                 logger.warning("engine 'west' does not apply generation_config %s", ignored)
                 self._warned_ignored = True
-            ids = search(self.llm, inputs, mask, caps, self.stop_ids, num_beams)
+            scorer = self.ctc_prefix_scorer(speech, speech_lens) if ctc_weight > 0 else None
+            ids = search(self.llm, inputs, mask, caps, self.stop_ids, num_beams, scorer, ctc_weight)
         else:
             output = self.llm.generate(
                 inputs_embeds=inputs,
@@ -316,6 +327,19 @@ class SpeechLLM(nn.Module):
             ids = [row[:cap] for row, cap in zip(output, caps)]
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return [t.strip() for t in texts]
+
+    def ctc_prefix_scorer(self, speech: torch.Tensor, lens: torch.Tensor) -> CTCPrefixScorer:
+        """CTC prefix scores of these projected frames, for LLM token ids."""
+        log_probs = self.ctc_logits(speech).log_softmax(-1)
+        out_rows = self.llm.get_output_embeddings().weight.shape[0]
+        vocab = max(out_rows, self.embed_tokens.weight.shape[0])
+        index = torch.full((vocab,), -1, dtype=torch.long, device=speech.device)
+        if self.ctc_tokens is None:
+            n = self.embed_tokens.weight.shape[0]
+            index[:n] = torch.arange(n, device=speech.device)
+        else:
+            index[: len(self.ctc_index)] = self.ctc_index
+        return CTCPrefixScorer(log_probs, lens, index, self.stop_ids)
 
     # ---- checkpoints --------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
