@@ -1,0 +1,146 @@
+"""CTC prefix scores (joint CTC / LLM decoding) against torch's CTC loss, and in `generate`."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from west.data.batching import collate
+from west.data.dataset import SpeechDataset, read_data, validate
+from west.models.build import build_model
+from west.models.ctc_prefix import CTCPrefixScorer
+
+STOP = 7  # an LLM id outside the CTC vocabulary, ending the transcript
+INDEX = torch.tensor([0, 1, 2, 3, 4, -1, -1, -1])  # LLM ids 0-4 are CTC labels 0-4, blank 5
+
+
+def _scorer(seed=0):
+    torch.manual_seed(seed)
+    log_probs = torch.randn(2, 12, 6).mul(2).log_softmax(-1)
+    lens = torch.tensor([12, 8])
+    return log_probs, lens, CTCPrefixScorer(log_probs, lens, INDEX, [STOP])
+
+
+def _walk(scorer, utt, tokens) -> float:
+    """Sum of the increments along `tokens` (then the stop token), one hypothesis at a time."""
+    state, total = scorer.initial(torch.tensor([utt])), 0.0
+    for tok in [*tokens, STOP]:
+        delta, r = scorer.score(torch.tensor([utt]), state, torch.tensor([[6, tok]]))
+        total += float(delta[0, 1])
+        state = scorer.advance(
+            state, torch.tensor([0]), torch.tensor([1]), r, delta, torch.tensor([tok])
+        )
+    return total
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("utt", [0, 1])
+@pytest.mark.parametrize("tokens", [[1], [1, 1], [2, 0, 2], [3, 3, 4], [4, 2, 1, 0]])
+def test_full_hypothesis_scores_its_ctc_likelihood(seed, utt, tokens):
+    """Summed increments up to the stop token = log P_ctc(tokens | audio) (repeats included)."""
+    log_probs, lens, scorer = _scorer(seed)
+    n = int(lens[utt])
+    expected = -F.ctc_loss(
+        log_probs[utt, :n, None].transpose(0, 1).transpose(0, 1),
+        torch.tensor([tokens]),
+        torch.tensor([n]),
+        torch.tensor([len(tokens)]),
+        blank=5,
+        reduction="sum",
+    )
+    assert _walk(scorer, utt, tokens) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_prefix_scores_are_the_sum_over_their_continuations():
+    """psi(prefix) = P(the transcript is exactly it) + sum over next tokens of psi(prefix + c)."""
+    _, _, scorer = _scorer(2)
+    utts = torch.tensor([0])
+    for prefix in ([], [2], [2, 2], [1, 3]):
+        state = scorer.initial(utts)
+        for tok in prefix:
+            d, r = scorer.score(utts, state, torch.tensor([[tok]]))
+            state = scorer.advance(
+                state, torch.tensor([0]), torch.tensor([0]), r, d, torch.tensor([tok])
+            )
+        d, _ = scorer.score(utts, state, torch.tensor([[0, 1, 2, 3, 4, STOP]]))
+        assert float(torch.logsumexp(d[0], 0)) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_tokens_outside_the_vocabulary_are_ruled_out():
+    _, _, scorer = _scorer()
+    d, _ = scorer.score(
+        torch.tensor([0]), scorer.initial(torch.tensor([0])), torch.tensor([[5, 6, 1]])
+    )
+    assert d[0, 0] < -1e9 and d[0, 1] < -1e9 and d[0, 2] > -1e3
+
+
+def test_padding_frames_change_nothing():
+    log_probs, lens, scorer = _scorer(3)
+    alone = CTCPrefixScorer(log_probs[1:, : int(lens[1])], lens[1:], INDEX, [STOP])
+    for tokens in itertools.product([0, 3], repeat=2):
+        assert _walk(scorer, 1, list(tokens)) == pytest.approx(
+            _walk(alone, 0, list(tokens)), abs=1e-4
+        )
+
+
+@pytest.fixture(scope="module")
+def ctc_model(model_args):
+    torch.manual_seed(0)
+    config = dataclasses.replace(model_args, ctc_weight=1.0, speech_compression="ctc_soft")
+    return build_model(config).eval()
+
+
+@pytest.fixture(scope="module")
+def batch(ctc_model, speech_dir):
+    utts = validate(read_data(str(speech_dir / "data.jsonl")))
+    ds = SpeechDataset(utts, ctc_model.encoder.n_mels, ctc_model.tokenizer)
+    return collate([ds[i] for i in range(4)])
+
+
+def test_joint_decoding_batched_equals_single_and_changes_the_output(ctc_model, batch):
+    m = ctc_model
+    joint = m.generate(
+        batch["mel"], batch["mel_lens"], num_beams=3, max_new_tokens=6, ctc_weight=0.5
+    )
+    for i in range(4):
+        n = int(batch["mel_lens"][i])
+        alone = m.generate(
+            batch["mel"][i : i + 1, :, :n],
+            batch["mel_lens"][i : i + 1],
+            num_beams=3,
+            max_new_tokens=6,
+            ctc_weight=0.5,
+        )
+        assert alone == [joint[i]]
+    plain = m.generate(batch["mel"], batch["mel_lens"], num_beams=3, max_new_tokens=6)
+    assert joint != plain  # the random CTC branch has its say
+
+
+def test_ctc_weight_one_keeps_to_the_ctc_vocabulary(ctc_model, batch):
+    """With weight 1 the LLM only proposes candidates (with the CTC best path's tokens); the
+    CTC branch decides, so every token kept is one it can emit."""
+    from west.models.search import search
+
+    m = ctc_model
+    m.set_ctc_tokens(range(0, 2000))  # a vocabulary the random LLM rarely proposes from alone
+    try:
+        with torch.inference_mode():
+            speech, lens = m.speech_embeddings(batch["mel"], batch["mel_lens"])
+            llm_speech, llm_lens = m.llm_speech(speech, lens)
+            inputs, mask, _ = m._assemble(llm_speech, llm_lens, None, left_pad=True)
+            scorer = m.ctc_prefix_scorer(speech, lens)
+            ids = search(m.llm, inputs, mask, [5] * 4, m.stop_ids, 2, scorer, 1.0)
+        assert any(ids) and all(i < 2000 for row in ids for i in row)
+    finally:
+        m.ctc_tokens, m.ctc_index = None, None
+
+
+def test_joint_decoding_needs_a_ctc_branch(model_args, batch):
+    torch.manual_seed(0)
+    plain = build_model(model_args).eval()
+    with pytest.raises(ValueError, match="needs engine 'west' and a model trained with a CTC"):
+        plain.generate(batch["mel"], batch["mel_lens"], ctc_weight=0.5)
