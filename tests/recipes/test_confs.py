@@ -74,7 +74,13 @@ def test_config_builds(conf, tiny_llm, tiny_whisper, tmp_path):
             assert getattr(model_args, key) == value, key
     model = build_model(model_args)
     projector = model.projector
-    assert projector.linear1.out_features == model_args.projector_hidden_size
+    # the MLP's hidden width, or the Transformer layers' feed-forward width
+    hidden = getattr(projector, "linear1", None) or projector.layers.layers[0].linear1
+    assert hidden.out_features == model_args.projector_hidden_size
+    if model_args.encoder_trainable_layers:
+        top = model.encoder_top.blocks
+        assert len(top) == model_args.encoder_trainable_layers
+        assert all(p.requires_grad for p in top.parameters())
     assert projector.ds_rate == model_args.encoder_projector_ds_rate
     assert type(projector).__name__.lower().startswith(model_args.projector)
     has_lora = any("lora_" in n for n, _ in model.named_parameters())
