@@ -20,6 +20,7 @@ import inspect
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, GenerationConfig
+from transformers.cache_utils import DynamicLayer
 
 from west.models.ctc_prefix import CTCPrefixScorer
 
@@ -56,6 +57,60 @@ def ignored_settings(llm: torch.nn.Module) -> list[str]:
     ]
 
 
+class GrowingLayer(DynamicLayer):
+    """A KV-cache layer that writes each step into a buffer grown by doubling.
+
+    transformers' DynamicLayer concatenates the whole cache with the new step every step:
+    quadratic copying, measured at 22 % of a batch-8 greedy decode on CPU. Here a step
+    writes in place and the cache is a view of the filled part.
+    """
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._k = self._v = None
+        self._n = 0
+
+    def _view(self) -> None:
+        self.keys, self.values = self._k[..., : self._n, :], self._v[..., : self._n, :]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        need = self._n + key_states.shape[-2]
+        if self._k is None or need > self._k.shape[-2]:
+            grown = []
+            for old, new in ((self._k, key_states), (self._v, value_states)):
+                buf = new.new_empty(*new.shape[:2], max(2 * need, 64), new.shape[-1])
+                if self._n:
+                    buf[..., : self._n, :] = old[..., : self._n, :]
+                grown.append(buf)
+            self._k, self._v = grown
+        self._k[..., self._n : need, :] = key_states
+        self._v[..., self._n : need, :] = value_states
+        self._n = need
+        self._view()
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized and self._n:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._view()
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized and self._n:
+            self._k = self._k.repeat_interleave(repeats, dim=0)
+            self._v = self._v.repeat_interleave(repeats, dim=0)
+            self._view()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("GrowingLayer is for WeST's search, which never crops")
+
+    def reset(self) -> None:
+        super().reset()
+        self._k = self._v = None
+        self._n = 0
+
+
 class Rows:
     """The sequences the LM is running: their KV cache, attention mask and next positions."""
 
@@ -64,6 +119,9 @@ class Rows:
         base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
         self.llm = llm
         self.cache = DynamicCache(config=base.config)
+        self.cache.layers = [
+            GrowingLayer() if type(layer) is DynamicLayer else layer for layer in self.cache.layers
+        ]
         self.last_only = (
             {"logits_to_keep": 1}
             if "logits_to_keep" in inspect.signature(base.forward).parameters
