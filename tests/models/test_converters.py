@@ -259,3 +259,61 @@ def test_prepare_offline_models_skips_complete_outputs(
     (tmp_path / prep.LLM_NAME).symlink_to(gguf_and_hf[2], target_is_directory=True)
     prep.main(["--output_dir", str(tmp_path)])
     assert capsys.readouterr().out.count("present, skipped") == 2
+
+
+# ------------------------------------------------- the two real models as one WeST model
+
+
+def test_real_models_train_and_decode_keyed_text(
+    whisper_checkpoint, gguf_and_hf, speech_dir, tmp_path
+):
+    """The default mini set-up on the converted models: a few steps on a fixed batch lower the
+    loss (CTC stage, then LoRA through the real LLM), and decoding writes one `key text` line
+    per utterance (LLM alone and joint CTC / LLM)."""
+    import dataclasses
+
+    import yaml
+
+    from west.api import recognize
+    from west.config import ModelArguments
+    from west.data.batching import collate
+    from west.data.dataset import SpeechDataset, read_data, validate
+    from west.models.build import build_model
+
+    conf = yaml.safe_load(
+        (Path(__file__).parents[2] / "examples/mini/conf/ctc_compress.yaml").read_text()
+    )
+    fields = {f.name for f in dataclasses.fields(ModelArguments)}
+    config = ModelArguments(
+        **{k: v for k, v in conf.items() if k in fields},
+    )
+    config = dataclasses.replace(
+        config,
+        whisper_model_name_or_path=str(whisper_checkpoint),
+        llm_model_name_or_path=str(gguf_and_hf[2]),
+    )
+    torch.manual_seed(0)
+    model = build_model(config)
+    utts = validate(read_data(str(speech_dir / "data.jsonl")))[:4]
+    ds = SpeechDataset(utts, model.encoder.n_mels, model.tokenizer)
+    batch = collate([ds[i] for i in range(len(utts))])
+    model.set_ctc_tokens({int(i) for row in batch["text_ids"] for i in row})
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    model.train()
+    losses = {}
+    for stage, lm_weight, steps in (("ctc", 0.0, 6), ("joint", 1.0, 4)):
+        for _ in range(steps):
+            out = model(**batch, lm_weight=lm_weight)
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+            losses.setdefault(stage, []).append(float(out["loss"].detach()))
+    assert losses["ctc"][-1] < losses["ctc"][0], losses
+    assert losses["joint"][-1] < losses["joint"][0], losses
+    model.eval()
+    for weight in (0.0, 0.5):
+        result = tmp_path / f"text_{weight}"
+        recognize(model, utts, result, batch_size=4, max_new_tokens=12, ctc_weight=weight)
+        lines = result.read_text(encoding="utf-8").splitlines()
+        assert sorted(line.split(" ", 1)[0] for line in lines) == sorted(u.key for u in utts)
