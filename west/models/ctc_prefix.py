@@ -30,9 +30,6 @@ class PrefixState:
     psi: torch.Tensor
     last: torch.Tensor
 
-    def select(self, index: torch.Tensor) -> PrefixState:
-        return PrefixState(self.r[index], self.psi[index], self.last[index])
-
 
 class CTCPrefixScorer:
     def __init__(
@@ -55,12 +52,12 @@ class CTCPrefixScorer:
         self.stop = torch.tensor(stop_ids, device=log_probs.device)
         # Each utterance's CTC best-path tokens (as LLM ids; padded with a stop id): always
         # candidates, so a token the audio holds is tried even where the LLM ranks it low.
-        labels = {int(v): i for i, v in enumerate(token_index.tolist()) if v >= 0}
-        best = x.argmax(-1)
-        rows = [
-            sorted({labels[v] for v in b[: int(n)].tolist() if v != self.blank and v in labels})
-            for b, n in zip(best, lens)
-        ]
+        label_tokens = torch.full((c,), -1, dtype=torch.long, device=token_index.device)
+        known = (token_index >= 0).nonzero().squeeze(1)
+        label_tokens[token_index[known]] = known  # the blank (last) stays -1
+        best = label_tokens[x.argmax(-1)]  # (U, T): LLM ids, -1 for blank
+        rows = [b[: int(n)].unique() for b, n in zip(best, lens)]  # sorted
+        rows = [r[r >= 0].tolist() for r in rows]
         width = max(1, max(len(r) for r in rows))
         self.best_tokens = torch.tensor(
             [r + [stop_ids[0]] * (width - len(r)) for r in rows], device=log_probs.device

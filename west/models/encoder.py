@@ -112,13 +112,7 @@ class WhisperEncoder(nn.Module):
                 f"than the encoder accepts ({self.dims.n_ctx} frames, 30 s)"
             )
         x = x + self.positional_embedding[:t_out].to(x.dtype)
-        out_mask = torch.arange(t_out, device=mel.device)[None] < lens[:, None]  # (B, T')
-        attn_mask = None if bool(out_mask.all()) else out_mask[:, None, None, :]
-        for block in self.blocks:
-            x = block(x, attn_mask)
-        x = self.ln_post(x)
-        return x * out_mask[..., None].to(x.dtype), lens
-
+        return run_blocks(self.blocks, self.ln_post, x, lens), lens
 
     def split(self, top_layers: int) -> EncoderTop:
         """Move the last `top_layers` blocks and the final LayerNorm into an `EncoderTop`.
@@ -146,11 +140,19 @@ class EncoderTop(nn.Module):
         self.ln_post = ln_post
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = torch.arange(x.shape[1], device=x.device)[None] < lens[:, None]
-        attn_mask = None if bool(mask.all()) else mask[:, None, None, :]
-        for block in self.blocks:
-            x = block(x, attn_mask)
-        return self.ln_post(x) * mask[..., None].to(x.dtype), lens
+        return run_blocks(self.blocks, self.ln_post, x, lens), lens
+
+
+def run_blocks(
+    blocks: nn.ModuleList, ln_post: nn.Module, x: torch.Tensor, lens: torch.Tensor
+) -> torch.Tensor:
+    """x (B, T', D) through the blocks (padded frames masked as keys) and the final norm;
+    frames beyond each length are zero in the output."""
+    mask = torch.arange(x.shape[1], device=x.device)[None] < lens[:, None]  # (B, T')
+    attn_mask = None if bool(mask.all()) else mask[:, None, None, :]
+    for block in blocks:
+        x = block(x, attn_mask)
+    return ln_post(x) * mask[..., None].to(x.dtype)
 
 
 def load_openai_whisper(name_or_path: str) -> WhisperEncoder:
