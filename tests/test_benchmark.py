@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from west.benchmark import FlopMeter, seed_sequence_padding
+from west.benchmark import FlopMeter, generated_tokens, seed_sequence_padding
 from west.data.batching import collate
 from west.data.dataset import SpeechDataset, read_data, validate
 from west.models.build import build_model
@@ -69,6 +69,24 @@ def test_flop_meter_agrees_with_torch_flop_counter(model, utts, monkeypatch, pad
         with FlopMeter(model) as meter, meter.track("dec"), FlopCounterMode(display=False) as fc:
             model.generate(batch["mel"], batch["mel_lens"], num_beams=beams, max_new_tokens=5)
         assert meter.executed["dec"] == pytest.approx(fc.get_total_flops(), rel=0.02)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_decode_floor_is_what_one_utterance_alone_executes(model, utts, beams):
+    """One utterance, no padding: WeST's search executes exactly the floor, which counts the
+    shared prompt start once and the tokens actually generated (end token included)."""
+    ds = SpeechDataset(utts[:1], model.encoder.n_mels, model.tokenizer)
+    batch = collate([ds[0]])
+    with FlopMeter(model) as meter, meter.track("dec"):
+        with generated_tokens(model, 6) as counts:
+            texts = model.generate(
+                batch["mel"], batch["mel_lens"], num_beams=beams, max_new_tokens=6
+            )
+    assert len(counts) == len(texts) == 1 and 1 <= counts[0] <= 6
+    shared, own = len(model.prompt.prefix_ids), len(model.prompt.suffix_ids)
+    frames = batch["mel"].shape[-1]
+    need = meter.shared_needed(shared) + meter.decode_needed(frames, shared, own, counts[0], beams)
+    assert meter.executed["dec"] == pytest.approx(need, rel=1e-9)
 
 
 def test_seed_padding_keeps_the_loss_and_pads_the_sequence(model, utts):

@@ -11,7 +11,8 @@ collate, or reading the cache), since that is part of what the seed's data path 
 
 Decoding, per path, utterance for utterance on the same chunks: the seed's (batch 1, 30 s
 padding, transformers' `generate`) and WeST's (batched, variable length, left-padded, its own
-search: one prefill per utterance shared by the beams, finished utterances leave the batch),
+search: the prompt's shared start read once per batch, one prefill per utterance shared by the
+beams, finished utterances leave the batch),
 greedy and beam 5, and WeST's at batch 1 to show that batching does not change the hypotheses.
 
 FLOPs are counted from the shapes each module actually receives (hooks on the encoder,
@@ -20,7 +21,8 @@ projector, LLM decoder and output layer): matmuls as 2 x weights x positions, at
 them), backward as one more forward for the frozen LLM (input gradients only) and two more for
 the projector. The floor ("needed") is the same formulas on the real content only: encoder
 on the real frames, LLM on prompt + real speech tokens + transcript, output layer on the
-positions that are scored or generated, beams sharing one prefill.
+positions that are scored or generated, beams sharing one prefill; in decoding, the prompt's
+shared start once for the whole run and the tokens each path generated (counted from the ids).
 """
 
 from __future__ import annotations
@@ -289,18 +291,26 @@ class FlopMeter:
             + 2 * self.head(text + 1)
         )
 
-    def decode_needed(self, mel_frames: int, prompt: int, generated: int, beams: int) -> float:
-        """One utterance: `generated` tokens (the first from the prefill), `beams` hypotheses."""
+    def decode_needed(
+        self, mel_frames: int, shared: int, own: int, generated: int, beams: int
+    ) -> float:
+        """One utterance after the `shared` prompt start (read once for all, `shared_needed`):
+        its `own` prompt tokens and speech, `generated` tokens (the first from the prefill),
+        `beams` hypotheses."""
         n = ((mel_frames + 1) // 2) // self.ds_rate
-        context = prompt + n
+        context = shared + own + n
         steps = sum(self.llm(1, context + g + 1) + self.head(1) for g in range(generated - 1))
         return (
             self.encoder(mel_frames)
             + self.projector(n)
-            + self.llm(context, context)
+            + self.llm(own + n, context)
             + self.head(1)
             + beams * steps
         )
+
+    def shared_needed(self, shared: int) -> float:
+        """The prompt start every utterance shares: read once for a whole decoding run."""
+        return self.llm(shared, shared)
 
 
 # ---- models and data ----------------------------------------------------------------------
@@ -369,8 +379,8 @@ def seed_sequence_padding(model: SpeechLLM, max_length: int):
     """The seed's LLM input: every training sequence right-padded to `max_length` (masked)."""
     original = model._assemble
 
-    def padded(speech, speech_lens, text_ids, left_pad):
-        inputs, mask, labels = original(speech, speech_lens, text_ids, left_pad)
+    def padded(speech, speech_lens, text_ids, left_pad, **kwargs):
+        inputs, mask, labels = original(speech, speech_lens, text_ids, left_pad, **kwargs)
         extra = max_length - inputs.shape[1]
         if labels is not None and extra > 0:
             inputs = F.pad(inputs, (0, 0, 0, extra))
@@ -504,6 +514,29 @@ def bench_training(
 # ---- decoding ---------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def generated_tokens(model: SpeechLLM, max_new_tokens: int):
+    """Yields a list that gets, per decoded utterance, the tokens it generated (end token
+    included if it came within the cap), read from the ids `generate` turns into text (the
+    text, re-tokenised, loses special and whitespace tokens)."""
+    counts: list[int] = []
+    tokenizer = model.tokenizer
+    stops = set(model.stop_ids)
+
+    def batch_decode(ids, *args, **kwargs):
+        for row in ids:
+            row = [int(t) for t in row]
+            cut = next((i for i, t in enumerate(row) if t in stops), len(row))
+            counts.append(min(cut + 1, max_new_tokens))
+        return type(tokenizer).batch_decode(tokenizer, ids, *args, **kwargs)
+
+    tokenizer.batch_decode = batch_decode
+    try:
+        yield counts
+    finally:
+        del tokenizer.batch_decode
+
+
 def bench_decoding(
     model: SpeechLLM, utts: list[Utterance], cfg: BenchConfig, flops: FlopMeter, rss: RssMonitor
 ) -> dict:
@@ -523,6 +556,7 @@ def bench_decoding(
     if cfg.beam_batch1:
         paths.append((f"west_beam{beam}_batch1", plain, 1, beam))
     hyps: dict[str, dict[str, str]] = {p[0]: {} for p in paths}
+    generated: dict[str, dict[str, int]] = {p[0]: {} for p in paths}
     seconds: dict[str, float] = defaultdict(float)
 
     def run(name, ds, bs, beams, idx):
@@ -531,21 +565,23 @@ def bench_decoding(
             part = idx[start : start + bs]
             t0 = time.perf_counter()
             batch = collate([ds[i] for i in part])
-            texts = model.generate(
-                mel=batch["mel"],
-                mel_lens=batch["mel_lens"],
-                num_beams=beams,
-                max_new_tokens=cfg.max_new_tokens,
-                engine=engine,
-            )
+            with generated_tokens(model, cfg.max_new_tokens) as counts:
+                texts = model.generate(
+                    mel=batch["mel"],
+                    mel_lens=batch["mel_lens"],
+                    num_beams=beams,
+                    max_new_tokens=cfg.max_new_tokens,
+                    engine=engine,
+                )
             seconds[name] += time.perf_counter() - t0
-            for key, text in zip(batch["keys"], texts):
+            for key, text, n in zip(batch["keys"], texts, counts, strict=True):
                 hyps.setdefault(name, {})[key] = " ".join(text.split())
+                generated.setdefault(name, {})[key] = n
 
     for warm in ("seed-warm-up", "west-warm-up"):  # each engine on the shortest utterance, untimed
         for beams in (greedy, beam):
             run(warm, plain, 1, beams, [len(todo) - 1])
-        del hyps[warm], seconds[warm]
+        del hyps[warm], generated[warm], seconds[warm]
     # Chunk by chunk, every path decodes the same utterances: load changes hit all alike.
     for start in range(0, len(todo), cfg.decode_batch_size):
         idx = list(range(start, min(start + cfg.decode_batch_size, len(todo))))
@@ -557,16 +593,15 @@ def bench_decoding(
 
     refs = {u.key: u.txt for u in todo}
     audio_s = sum(u.duration for u in todo)
-    prompt = len(model.prompt.prefix_ids) + len(model.prompt.suffix_ids)
+    shared, own = len(model.prompt.prefix_ids), len(model.prompt.suffix_ids)
     normalize, words = get_normalizer("english"), get_tokenizer("word")
     out: dict = {}
     for name, _, bs, beams in paths:
         summary = summarize(score_utterances(refs, hyps[name], words, normalize))
-        needed = 0.0
+        needed = flops.shared_needed(shared)
         for u in todo:
-            ids = model.tokenizer(hyps[name][u.key], add_special_tokens=False).input_ids
-            generated = min(len(ids) + 1, cfg.max_new_tokens)  # + end of turn, if it fitted
-            needed += flops.decode_needed(int(u.duration * 100), prompt, generated, beams)
+            n = generated[name][u.key]
+            needed += flops.decode_needed(int(u.duration * 100), shared, own, n, beams)
         executed = flops.executed[f"decode/{name}"]
         out[name] = {
             "batch_size": bs,
@@ -759,7 +794,8 @@ def format_table(r: dict) -> str:
         "identical hypotheses: " + "; ".join(parts),
         "tokens/s counts real content only (prompt + speech + transcript), the same for all paths;",
         "FLOPs need = that content's floor (encoder on real frames, no padding, one prefill per",
-        "utterance); peak RSS includes the models (sampled while each path ran)",
+        "utterance, the shared prompt start once); peak RSS includes the models (sampled while",
+        "each path ran)",
         "",
         f"train_speedup {r['train_speedup']:.2f}  train_speedup_cached "
         f"{r['train_speedup_cached']:.2f}  decode_speedup_greedy "

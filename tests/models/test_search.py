@@ -81,9 +81,25 @@ def _hf(model, inputs, mask, stop_ids, max_new_tokens, num_beams=1) -> list[list
     return [_cut(row.tolist(), stop_ids) for row in out]
 
 
+def _split_prefix(model, inputs, mask):
+    """The shared prompt start taken out of left-padded rows: (prefix, rest, rest mask)."""
+    p = len(model.prompt.prefix_ids)
+    rest, rest_mask = inputs[:, p:].clone(), mask[:, p:].clone()
+    for i in range(len(inputs)):
+        start = int((mask[i] == 0).sum())  # the row's left padding
+        rest[i, start:], rest_mask[i, :start] = inputs[i, start + p :], 0
+        rest[i, :start] = 0
+    first = int((mask[0] == 0).sum())
+    return inputs[0, first : first + p], rest, rest_mask
+
+
 @torch.inference_mode()
-def _ours(model, inputs, mask, stop_ids, caps, num_beams=1) -> list[list[int]]:
-    return search(model.llm, inputs, mask, caps, stop_ids, num_beams)
+def _ours(model, inputs, mask, stop_ids, caps, num_beams=1, shared=True) -> list[list[int]]:
+    """WeST's search; `shared`: as `generate` runs it, the prompt start read once per batch."""
+    if not shared:
+        return search(model.llm, inputs, mask, caps, stop_ids, num_beams)
+    prefix, rest, rest_mask = _split_prefix(model, inputs, mask)
+    return search(model.llm, rest, rest_mask, caps, stop_ids, num_beams, prefix=prefix)
 
 
 @contextlib.contextmanager
@@ -129,6 +145,7 @@ def test_greedy_equals_hf(model_args, tiny_llm, tiny_llama, utts, arch, lora):
     stops = _early_stops(model, inputs, mask)
     ours = _ours(model, inputs, mask, stops, [20] * N_UTTS)
     assert ours == _hf(model, inputs, mask, stops, 20)  # batched
+    assert _ours(model, inputs, mask, stops, [20] * N_UTTS, shared=False) == ours
     assert any(len(o) < 20 for o in ours) and any(len(o) == 20 for o in ours)
     for i in (0, 3):  # batch 1
         x, m = _alone(inputs, mask, i)
@@ -176,6 +193,8 @@ def test_batched_beam_equals_batch1(qwen, utts, num_beams):
         for i in range(N_UTTS):
             x, m = _alone(inputs, mask, i)
             assert _ours(qwen, x, m, qwen.stop_ids, [caps[i]], num_beams) == [batched[i]]
+        unshared = _ours(qwen, inputs, mask, qwen.stop_ids, caps, num_beams, shared=False)
+        assert unshared == batched
     assert len({len(b) for b in batched}) > 2  # utterances ended at different steps
 
 
@@ -220,9 +239,10 @@ def test_finished_rows_leave_the_batch(qwen, utts):
     # Each row is fed the tokens it emitted except the last, or all of them if a stop
     # token (not fed) ended it; nothing else.
     fed = [len(o) - (not s) for o, s in zip(out, ended_by_stop)]
-    assert calls[0] == N_UTTS and sum(calls[1:]) == sum(fed)
-    assert sum(calls[1:]) < N_UTTS * (len(calls) - 1)
-    assert calls[1:] == sorted(calls[1:], reverse=True)
+    assert calls[:2] == [1, N_UTTS]  # the shared prompt start once, then each utterance's part
+    assert sum(calls[2:]) == sum(fed)
+    assert sum(calls[2:]) < N_UTTS * (len(calls) - 2)
+    assert calls[2:] == sorted(calls[2:], reverse=True)
 
 
 def test_beams_share_one_prefill_and_done_utterances_leave(qwen, utts):
@@ -231,13 +251,15 @@ def test_beams_share_one_prefill_and_done_utterances_leave(qwen, utts):
     stops = sorted(set(qwen.stop_ids) | set(CROWD))
     with end_within(qwen, 0.15, stops), decoder_rows(qwen) as calls:
         out = _ours(qwen, inputs, mask, stops, caps, num_beams=5)
-    assert calls[0] == N_UTTS  # one prefill row per utterance, not one per beam
-    assert calls[1] == N_UTTS * 5 and all(c % 5 == 0 for c in calls[1:])
-    assert calls[1:] == sorted(calls[1:], reverse=True)
+    # the shared prompt start once, then one prefill row per utterance, not one per beam
+    assert calls[:2] == [1, N_UTTS]
+    steps = calls[2:]
+    assert steps[0] == N_UTTS * 5 and all(c % 5 == 0 for c in steps)
+    assert steps == sorted(steps, reverse=True)
     # Utterances that were done stopped costing: the one capped at 5, and those whose best
     # open beam could no longer beat their finished ones (HF's rule) before their cap.
-    assert sum(calls[1:]) < N_UTTS * 5 * (len(calls) - 1) and calls[-1] < calls[1]
-    assert sum(calls[1:]) < 5 * sum(c - 1 for c in caps)
+    assert sum(steps) < N_UTTS * 5 * len(steps) and steps[-1] < steps[0]
+    assert sum(steps) < 5 * sum(c - 1 for c in caps)
     assert len(out[1]) <= 5
 
 

@@ -1,7 +1,9 @@
 """Batched greedy and beam search over a Hugging Face causal LM that reads `inputs_embeds`.
 
-The prompts arrive left-padded. Each is read once (an utterance's beams share its one
-prefill), the output layer runs on the last position only, and an utterance that is
+The prompts arrive left-padded. A prompt start that every utterance shares (the chat
+template's system turn and user tag) can be handed over apart: it is read once for the whole
+batch, at batch size 1, and its KV cache copied to every row. Each utterance's own part is
+read once (its beams share that prefill), the output layer runs on the last position only, and an utterance that is
 finished leaves the batch: its rows are dropped from the KV cache, so it costs nothing
 more. Every utterance stops at its own token cap.
 
@@ -114,8 +116,19 @@ class GrowingLayer(DynamicLayer):
 class Rows:
     """The sequences the LM is running: their KV cache, attention mask and next positions."""
 
-    def __init__(self, llm: torch.nn.Module, inputs: torch.Tensor, mask: torch.Tensor):
-        """Prefill: inputs (B, L, D) left-padded, mask (B, L); `self.logits` is (B, V)."""
+    def __init__(
+        self,
+        llm: torch.nn.Module,
+        inputs: torch.Tensor,
+        mask: torch.Tensor,
+        prefix: torch.Tensor | None = None,
+    ):
+        """Prefill: `prefix` (P, D) shared by every row, then inputs (B, L, D) left-padded, mask
+        (B, L); `self.logits` is (B, V).
+
+        The sequences are [prefix][padding][own part]: positions count real tokens only, so
+        RoPE sees what it would see unpadded, and the padding is masked out.
+        """
         base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
         self.llm = llm
         self.cache = DynamicCache(config=base.config)
@@ -127,10 +140,20 @@ class Rows:
             if "logits_to_keep" in inspect.signature(base.forward).parameters
             else {}
         )
-        self.mask = mask.long()
-        # Positions count real tokens only, so RoPE sees what it would see unpadded.
-        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
-        self.next_pos = self.mask.sum(-1)  # (B,)
+        b, shared = inputs.shape[0], 0 if prefix is None else prefix.shape[0]
+        if shared:  # its KV cache only: the decoder without the output layer
+            positions = torch.arange(shared, device=inputs.device)[None]
+            base.get_decoder()(
+                inputs_embeds=prefix[None].to(inputs.dtype),
+                position_ids=positions,
+                cache=self.cache,
+                use_cache=True,
+            )
+            self.cache.batch_repeat_interleave(b)
+        own = mask.long()
+        self.mask = torch.cat([own.new_ones(b, shared), own], dim=1)
+        positions = shared + (own.cumsum(-1) - 1).clamp(min=0)
+        self.next_pos = shared + own.sum(-1)  # (B,)
         self.logits = self._forward(inputs_embeds=inputs, position_ids=positions)
 
     def _forward(self, **inputs) -> torch.Tensor:
@@ -279,15 +302,17 @@ def search(
     num_beams: int = 1,
     ctc: CTCPrefixScorer | None = None,
     ctc_weight: float = 0.0,
+    prefix: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """inputs (B, L, D) left-padded, mask (B, L) -> each utterance's tokens, stop token left out.
 
+    `prefix` (P, D): embeddings that come before every row's inputs, read once for the batch.
     Utterance i gets at most caps[i] tokens. With `ctc` and ctc_weight > 0, joint CTC / LLM
     scores (greedy is then a beam of 1).
     """
     if len(caps) != inputs.shape[0] or min(caps) < 1:
         raise ValueError(f"need one cap >= 1 per utterance, got {caps} for {inputs.shape[0]}")
-    rows = Rows(llm, inputs, mask)
+    rows = Rows(llm, inputs, mask, prefix)
     if ctc is not None and ctc_weight > 0:
         return beam_search(rows, caps, stop_ids, num_beams, ctc, ctc_weight)
     if num_beams == 1:

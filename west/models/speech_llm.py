@@ -160,14 +160,20 @@ class SpeechLLM(nn.Module):
         speech_lens: torch.Tensor,
         text_ids: list[torch.Tensor] | None,
         left_pad: bool,
+        with_prefix: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Build (B, L, D) input embeddings, (B, L) attention mask and (B, L) labels."""
+        """Build (B, L, D) input embeddings, (B, L) attention mask and (B, L) labels.
+
+        `with_prefix=False` leaves out the prompt's start, which every row shares (decoding
+        reads it once for the batch).
+        """
         emb = self.embed_tokens
         dtype = emb.weight.dtype
         prefix, suffix = emb(self.prefix_ids), emb(self.suffix_ids)
         rows, labels = [], []
         for i in range(speech.shape[0]):
-            parts = [prefix, speech[i, : speech_lens[i]].to(dtype), suffix]
+            parts = [prefix] if with_prefix else []
+            parts += [speech[i, : speech_lens[i]].to(dtype), suffix]
             n_prompt = sum(p.shape[0] for p in parts)
             label = [torch.full((n_prompt,), IGNORE_ID, dtype=torch.long, device=speech.device)]
             if text_ids is not None:
@@ -279,8 +285,8 @@ class SpeechLLM(nn.Module):
         the LLM reads (+ 8): the audio cannot hold more, so a repetition loop ends there
         instead of at `max_new_tokens`. None lifts the cap.
 
-        engine "west" (`west.models.search`): one prefill per utterance shared by its beams,
-        finished utterances leave the batch, each stops at its own cap. "hf": transformers'
+        engine "west" (`west.models.search`): the prompt's shared start read once per batch,
+        one prefill per utterance shared by its beams, finished utterances leave the batch, each stops at its own cap. "hf": transformers'
         `generate` (every beam prefilled, the batch run to the largest cap and cut after);
         `generate_kwargs` go to it.
 
@@ -301,7 +307,9 @@ class SpeechLLM(nn.Module):
             )
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
         llm_speech, llm_lens = self.llm_speech(speech, speech_lens)
-        inputs, mask, _ = self._assemble(llm_speech, llm_lens, None, left_pad=True)
+        # WeST's search reads the shared prompt start once per batch; HF generate needs it per row.
+        shared = engine == "west"
+        inputs, mask, _ = self._assemble(llm_speech, llm_lens, None, True, with_prefix=not shared)
         caps = [max_new_tokens] * len(llm_lens)
         if tokens_per_speech_vector is not None:
             caps = [min(max_new_tokens, int(tokens_per_speech_vector * n) + 8) for n in llm_lens]
@@ -311,7 +319,10 @@ class SpeechLLM(nn.Module):
                 logger.warning("engine 'west' does not apply generation_config %s", ignored)
                 self._warned_ignored = True
             scorer = self.ctc_prefix_scorer(speech, speech_lens) if ctc_weight > 0 else None
-            ids = search(self.llm, inputs, mask, caps, self.stop_ids, num_beams, scorer, ctc_weight)
+            prefix = self.embed_tokens(self.prefix_ids)
+            ids = search(
+                self.llm, inputs, mask, caps, self.stop_ids, num_beams, scorer, ctc_weight, prefix
+            )
         else:
             output = self.llm.generate(
                 inputs_embeds=inputs,
