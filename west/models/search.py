@@ -3,9 +3,9 @@
 The prompts arrive left-padded. A prompt start that every utterance shares (the chat
 template's system turn and user tag) can be handed over apart: it is read once for the whole
 batch, at batch size 1, and its KV cache copied to every row. Each utterance's own part is
-read once (its beams share that prefill), the output layer runs on the last position only, and an utterance that is
-finished leaves the batch: its rows are dropped from the KV cache, so it costs nothing
-more. Every utterance stops at its own token cap.
+read once (its beams share that prefill), the output layer runs on the last position only,
+and an utterance that is finished leaves the batch: its rows are dropped from the KV cache,
+so it costs nothing more. Every utterance stops at its own token cap.
 
 Beam search keeps the semantics of transformers' default beam search (length_penalty 1,
 early_stopping False): the same candidates (the top max(2, 1 + stop ids) x beams

@@ -286,9 +286,9 @@ class SpeechLLM(nn.Module):
         instead of at `max_new_tokens`. None lifts the cap.
 
         engine "west" (`west.models.search`): the prompt's shared start read once per batch,
-        one prefill per utterance shared by its beams, finished utterances leave the batch, each stops at its own cap. "hf": transformers'
-        `generate` (every beam prefilled, the batch run to the largest cap and cut after);
-        `generate_kwargs` go to it.
+        one prefill per utterance shared by its beams, finished utterances leave the batch,
+        each stops at its own cap. "hf": transformers' `generate` (every beam prefilled, the
+        batch run to the largest cap and cut after); `generate_kwargs` go to it.
 
         ctc_weight > 0 (engine "west", a model with a CTC branch): joint CTC / LLM decoding,
         each token scored (1 - w) x LLM + w x CTC prefix score (`west.models.ctc_prefix`).
