@@ -12,10 +12,10 @@ from west.models.build import build_model
 from west.trainer import WestTrainer
 
 
-def _trainer(model_args, tmp_path, **kwargs) -> WestTrainer:
+def _trainer(model_args, tmp_path, lora_rank=2, **kwargs) -> WestTrainer:
     torch.manual_seed(0)
     config = dataclasses.replace(
-        model_args, ctc_weight=1.0, lora_rank=2, encoder_trainable_layers=1
+        model_args, ctc_weight=1.0, lora_rank=lora_rank, encoder_trainable_layers=1
     )
     args = TrainingArguments(
         output_dir=str(tmp_path),
@@ -58,6 +58,17 @@ def test_each_part_gets_the_schedule_over_its_own_steps(model_args, tmp_path):
     assert _falls(speech[12:]) and speech[29] < 0.05 * speech[12]
     # LoRA: nothing before the joint phase, then the full schedule
     assert llm[:11] == [0.0] * 11 and llm[12] == pytest.approx(1e-3) and _falls(llm[12:])
+
+
+def test_each_part_learning_rate_is_logged(model_args, tmp_path):
+    trainer = _trainer(model_args, tmp_path, ctc_only_steps=10, joint_speech_training=False)
+    _lrs(trainer, 15)  # into the LLM stage: the speech side is fixed, LoRA is training
+    logs = {"loss": 1.0, "learning_rate": trainer.lr_scheduler.get_last_lr()[0]}
+    trainer.log(logs)
+    assert logs["learning_rate_speech"] == 0.0 and logs["learning_rate_llm"] > 0
+    assert trainer.state.log_history[-1]["learning_rate_llm"] == logs["learning_rate_llm"]
+    speech_only = _trainer(model_args, tmp_path, lora_rank=0)
+    assert speech_only.part_learning_rates() == {}  # one part: HF's learning_rate says it all
 
 
 def test_speech_side_fixed_after_its_warm_up(model_args, tmp_path):

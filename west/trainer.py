@@ -91,7 +91,19 @@ class WestTrainer(Trainer):
                 if values:
                     logs[name] = round(sum(values) / len(values), 4)
             self._extra_losses.clear()
+        if "learning_rate" in logs:  # HF logs the first group's rate only
+            logs.update(self.part_learning_rates())
         super().log(logs, start_time)
+
+    def part_learning_rates(self) -> dict[str, float]:
+        """`learning_rate_<part>` of each part ("speech", "llm") when there are several, the
+        first group's of each: the parts have their own schedules (`create_scheduler`)."""
+        groups = getattr(self.optimizer, "param_groups", None) or []
+        rates: dict[str, float] = {}
+        for group in groups:
+            if "west_part" in group:
+                rates.setdefault(f"learning_rate_{group['west_part']}", float(group["lr"]))
+        return rates if len(rates) > 1 else {}
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
