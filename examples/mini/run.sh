@@ -27,6 +27,7 @@ seed=777                # corpus seed: sentences, voices, speeds, pitches
 train_extra=            # more west-train flags, e.g. "--max_steps 3"
 decode_sets="dev test"  # sets to decode and score
 beams="1 3 5"           # beam sizes, each decoded into exp_dir/decode_<set>_beam<N>
+decode_batch_size=16    # utterances per decoding batch (the text does not depend on it)
 decode_extra="--max_new_tokens 64 --ctc_weight 0.5"  # more west-recognize flags: joint CTC / LLM decoding
 threads=                # torch threads per process (OMP_NUM_THREADS) [default: torch's]
 help_message="Usage: $0 [options]   (run in examples/mini)"
@@ -88,7 +89,8 @@ fi
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   log "Stage 3: decode ${decode_sets} with beams ${beams}, score"
   ../../tools/decode.sh --beams "${beams}" --device cpu --dtype float32 \
-    --extra "${decode_extra}" ${exp_dir} ${data_dir} ${decode_sets}
+    --batch_size "${decode_batch_size}" --extra "${decode_extra}" \
+    ${exp_dir} ${data_dir} ${decode_sets}
   ../../tools/score.sh --beams "${beams}" --filter_hallucinations true \
     ${exp_dir} ${data_dir} ${decode_sets}
 fi
