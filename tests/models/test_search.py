@@ -302,3 +302,20 @@ def test_settings_only_hf_applies_are_named(qwen):
         assert ignored_settings(qwen.llm) == ["repetition_penalty=1.3"]
     finally:
         config.repetition_penalty = 1.0
+
+
+def test_bfloat16_greedy_equals_hf(model_args, tiny_llm, utts):
+    """The dtype GPU users decode in: the shared prompt start, the KV cache and the masks
+    follow the model's dtype, and the search still gives HF generate's tokens."""
+    config = dataclasses.replace(model_args, llm_model_name_or_path=str(tiny_llm))
+    torch.manual_seed(0)
+    model = build_model(config, llm_dtype=torch.bfloat16).eval()
+    model.projector.to(torch.bfloat16)
+    model.encoder.to(torch.bfloat16)
+    dataset = SpeechDataset(utts, model.encoder.n_mels, model.tokenizer)
+    batch = collate([dataset[i] for i in range(N_UTTS)])
+    mel = batch["mel"].to(torch.bfloat16)
+    west = model.generate(mel, batch["mel_lens"], max_new_tokens=10)
+    assert west == model.generate(mel, batch["mel_lens"], max_new_tokens=10, engine="hf")
+    beam = model.generate(mel, batch["mel_lens"], num_beams=3, max_new_tokens=10)
+    assert len(beam) == N_UTTS and all(beam)
