@@ -12,8 +12,8 @@ collate, or reading the cache), since that is part of what the seed's data path 
 Decoding, per path, utterance for utterance on the same chunks: the seed's (batch 1, 30 s
 padding, transformers' `generate`) and WeST's (batched, variable length, left-padded, its own
 search: the prompt's shared start read once per batch, one prefill per utterance shared by the
-beams, finished utterances leave the batch),
-greedy and beam 5, and WeST's at batch 1 to show that batching does not change the hypotheses.
+beams, finished utterances leave the batch), greedy and beam 5, and WeST's at batch 1 to show
+that batching does not change the hypotheses.
 
 FLOPs are counted from the shapes each module actually receives (hooks on the encoder,
 projector, LLM decoder and output layer): matmuls as 2 x weights x positions, attention as

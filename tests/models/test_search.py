@@ -48,11 +48,15 @@ def utts(speech_dir):
     return validate(read_data(str(speech_dir / "data.jsonl")))[:N_UTTS]
 
 
+def _batch(model, utts, n):
+    dataset = SpeechDataset(utts, model.encoder.n_mels, model.tokenizer)
+    return collate([dataset[i] for i in range(n)])
+
+
 @torch.inference_mode()
 def _prompts(model, utts) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded (B, L, D) prompt embeddings and (B, L) mask, as `generate` builds them."""
-    dataset = SpeechDataset(utts, model.encoder.n_mels, model.tokenizer)
-    batch = collate([dataset[i] for i in range(len(utts))])
+    batch = _batch(model, utts, len(utts))
     speech, lens = model.speech_embeddings(batch["mel"], batch["mel_lens"])
     inputs, mask, _ = model._assemble(speech, lens, None, left_pad=True)
     return inputs, mask
@@ -264,8 +268,7 @@ def test_beams_share_one_prefill_and_done_utterances_leave(qwen, utts):
 
 
 def test_generate_engines(qwen, utts):
-    dataset = SpeechDataset(utts, qwen.encoder.n_mels, qwen.tokenizer)
-    batch = collate([dataset[i] for i in range(4)])
+    batch = _batch(qwen, utts, 4)
     for beams in (1, 3):
         west = qwen.generate(batch["mel"], batch["mel_lens"], num_beams=beams, max_new_tokens=10)
         if beams == 1:  # greedy rows are independent: HF's batch gives the same
@@ -312,8 +315,7 @@ def test_bfloat16_greedy_equals_hf(model_args, tiny_llm, utts):
     model = build_model(config, llm_dtype=torch.bfloat16).eval()
     model.projector.to(torch.bfloat16)
     model.encoder.to(torch.bfloat16)
-    dataset = SpeechDataset(utts, model.encoder.n_mels, model.tokenizer)
-    batch = collate([dataset[i] for i in range(N_UTTS)])
+    batch = _batch(model, utts, N_UTTS)
     mel = batch["mel"].to(torch.bfloat16)
     west = model.generate(mel, batch["mel_lens"], max_new_tokens=10)
     assert west == model.generate(mel, batch["mel_lens"], max_new_tokens=10, engine="hf")

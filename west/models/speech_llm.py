@@ -169,11 +169,11 @@ class SpeechLLM(nn.Module):
         """
         emb = self.embed_tokens
         dtype = emb.weight.dtype
-        prefix, suffix = emb(self.prefix_ids), emb(self.suffix_ids)
+        start = [emb(self.prefix_ids)] if with_prefix else []
+        suffix = emb(self.suffix_ids)
         rows, labels = [], []
         for i in range(speech.shape[0]):
-            parts = [prefix] if with_prefix else []
-            parts += [speech[i, : speech_lens[i]].to(dtype), suffix]
+            parts = [*start, speech[i, : speech_lens[i]].to(dtype), suffix]
             n_prompt = sum(p.shape[0] for p in parts)
             label = [torch.full((n_prompt,), IGNORE_ID, dtype=torch.long, device=speech.device)]
             if text_ids is not None:
