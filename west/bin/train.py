@@ -20,8 +20,9 @@ from west.config import DataArguments, ModelArguments, TrainingArguments
 from west.data.batching import collate
 from west.data.cache import build_cache
 from west.data.dataset import SpeechDataset, read_data, validate
+from west.distributed import fill_hidden_size_auto, init_deepspeed_on_cpu
 from west.models.build import build_model
-from west.trainer import WestTrainer, last_complete_checkpoint
+from west.trainer import WestTrainer, resume_checkpoint
 from west.utils import yaml_to_argv
 
 logger = logging.getLogger("west.train")
@@ -78,8 +79,19 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     transformers.set_seed(args.seed)
+    # Processes join before the model is built: under ZeRO-3, transformers loads the LLM
+    # straight into slices, one per process.
+    init_deepspeed_on_cpu(args.deepspeed)
+    logger.info(
+        "process %d of %d on %s%s",
+        args.process_index,
+        args.world_size,
+        args.device,
+        f", DeepSpeed {args.deepspeed}" if args.deepspeed else "",
+    )
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
     model = build_model(model_args, llm_dtype=dtype)
+    fill_hidden_size_auto(getattr(args, "hf_deepspeed_config", None), model.llm_dim)
     train_set = build_data(model, data_args, data_args.data_path, args)
     if model_args.ctc_weight > 0 and model_args.ctc_vocab == "train":
         tok = model.tokenizer
@@ -102,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.should_save:
         model_args.save(args.output_dir)
     resume = (
-        last_complete_checkpoint(args.output_dir)
+        resume_checkpoint(args.output_dir)
         if args.resume_from_checkpoint is None
         else args.resume_from_checkpoint
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from west.config import ModelArguments
+from west.distributed import full_shape, gathered, is_partitioned, rank
 from west.models.encoder import build_encoder
 from west.models.llm import add_lora, build_prompt, load_llm
 from west.models.projector import build_projector
@@ -16,15 +18,23 @@ from west.models.speech_llm import SpeechLLM
 
 logger = logging.getLogger(__name__)
 
+WEIGHTS_NAME = "model.safetensors"  # what a WeST checkpoint holds: the trained tensors
+
 
 def count_params(module: torch.nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+    return sum(
+        math.prod(full_shape(p))
+        for p in module.parameters()
+        if p.requires_grad or not trainable_only
+    )
 
 
 def build_model(config: ModelArguments, llm_dtype: torch.dtype = torch.float32) -> SpeechLLM:
     encoder = build_encoder(config.encoder_type, config.whisper_model_name_or_path)
     llm, tokenizer = load_llm(config.llm_model_name_or_path, config.llm_gguf_file, llm_dtype)
-    llm_dim = llm.get_input_embeddings().weight.shape[1]
+    # The embedding module's width, not its weight's shape: under ZeRO-3 the local weight
+    # is an empty slice.
+    llm_dim = llm.get_input_embeddings().embedding_dim
     projector = build_projector(
         config.projector,
         encoder.output_dim,
@@ -66,16 +76,20 @@ def build_model(config: ModelArguments, llm_dtype: torch.dtype = torch.float32) 
 
 
 def load_trained(model: SpeechLLM, path: str | Path) -> None:
-    """Load projector/LoRA weights written by WeST, refusing any that do not fit."""
+    """Load projector/LoRA weights written by WeST, refusing any that do not fit.
+
+    Works on a ZeRO-3 partitioned model too (every process must call it then).
+    """
     path = Path(path)
     if path.is_dir():
-        path = path / "model.safetensors"
+        path = path / WEIGHTS_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; expected WeST's model.safetensors")
+        raise FileNotFoundError(f"{path}: no such file; expected WeST's {WEIGHTS_NAME}")
     saved = load_file(str(path), device="cpu")
     if "ctc_tokens" in saved:
-        model.set_ctc_tokens(saved["ctc_tokens"].tolist())
-    own = model.state_dict()
+        model.set_ctc_tokens(saved.pop("ctc_tokens").tolist())
+    own = dict(model.named_parameters())
+    own.update(model.named_buffers())
     unknown = sorted(k for k in saved if k not in own)
     if unknown:
         raise ValueError(
@@ -83,17 +97,18 @@ def load_trained(model: SpeechLLM, path: str | Path) -> None:
             "(was it trained with another projector, LoRA setting or LLM?)"
         )
     for k, v in saved.items():
-        if v.shape != own[k].shape:
+        if tuple(v.shape) != full_shape(own[k]):
             raise ValueError(
                 f"{path}: tensor {k} has shape {tuple(v.shape)} but the model expects "
-                f"{tuple(own[k].shape)} (was it trained with another encoder, LLM or projector size?)"
+                f"{full_shape(own[k])} (was it trained with another encoder, LLM or projector size?)"
             )
-    expected = (
-        set(model.trainable_state_dict())
-        if any(p.requires_grad for p in model.parameters())
-        else set()
-    )
-    missing = sorted(expected - set(saved))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(trainable - set(saved))
     if missing:
         logger.warning("%s: no weights for %s; they keep their initial values", path, missing[:5])
-    model.load_state_dict(saved, strict=False)
+    with torch.no_grad():
+        for k, v in saved.items():
+            # Under ZeRO-3 rank 0 writes the whole tensor and DeepSpeed partitions it again.
+            with gathered([own[k]], modifier_rank=0):
+                if rank() == 0 or not is_partitioned(own[k]):
+                    own[k].copy_(v.to(own[k].dtype))

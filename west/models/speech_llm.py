@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from west.config import ModelArguments
+from west.distributed import full_shape, gathered, is_partitioned
 from west.models.ctc_compress import ctc_compress
 from west.models.ctc_prefix import CTCPrefixScorer
 from west.models.encoder import WhisperEncoder
@@ -52,6 +53,10 @@ class SpeechLLM(nn.Module):
         self.llm = llm
         self.tokenizer = tokenizer
         self.prompt = prompt
+        # Widths and vocabulary size from the embedding module: under DeepSpeed ZeRO-3 its
+        # local weight is an empty slice.
+        self.llm_dim = llm.get_input_embeddings().embedding_dim
+        self.llm_vocab = llm.get_input_embeddings().num_embeddings
         self.register_buffer(
             "prefix_ids", torch.tensor(prompt.prefix_ids, dtype=torch.long), persistent=False
         )
@@ -80,10 +85,6 @@ class SpeechLLM(nn.Module):
         self._warned_ignored = False
 
     # ---- properties -------------------------------------------------------------
-    @property
-    def llm_dim(self) -> int:
-        return self.llm.get_input_embeddings().weight.shape[1]
-
     @property
     def embed_tokens(self) -> nn.Embedding:
         return self.llm.get_input_embeddings()
@@ -136,17 +137,23 @@ class SpeechLLM(nn.Module):
     def set_ctc_tokens(self, token_ids) -> None:
         """Restrict the CTC branch to these LLM tokens (saved with the trained weights)."""
         ids = torch.as_tensor(sorted(set(int(i) for i in token_ids)), dtype=torch.long)
-        device = self.embed_tokens.weight.device
+        device = self.prefix_ids.device
         self.register_buffer("ctc_tokens", ids.to(device))
-        index = torch.full((self.embed_tokens.weight.shape[0],), -1, dtype=torch.long)
+        index = torch.full((self.llm_vocab,), -1, dtype=torch.long)
         index[ids] = torch.arange(len(ids))
         self.register_buffer("ctc_index", index.to(device), persistent=False)
 
     def ctc_table(self) -> torch.Tensor:
         """(V' + 1, D): the embeddings of the tokens the CTC branch scores, blank last."""
-        weight = self.embed_tokens.weight
-        if self.ctc_tokens is not None:
-            weight = weight[self.ctc_tokens]
+        emb = self.embed_tokens
+        if self.ctc_tokens is None and not is_partitioned(emb.weight):
+            weight = emb.weight
+        else:
+            # Through the embedding module: under ZeRO-3 its hooks gather the weight.
+            ids = self.ctc_tokens
+            if ids is None:
+                ids = torch.arange(self.llm_vocab, device=self.prefix_ids.device)
+            weight = emb(ids)
         return torch.cat([weight, self.ctc_blank[None].to(weight.dtype)])
 
     def ctc_token_ids(self, labels: torch.Tensor) -> torch.Tensor:
@@ -342,19 +349,44 @@ class SpeechLLM(nn.Module):
     def ctc_prefix_scorer(self, speech: torch.Tensor, lens: torch.Tensor) -> CTCPrefixScorer:
         """CTC prefix scores of these projected frames, for LLM token ids."""
         log_probs = self.ctc_logits(speech).log_softmax(-1)
-        out_rows = self.llm.get_output_embeddings().weight.shape[0]
-        vocab = max(out_rows, self.embed_tokens.weight.shape[0])
+        out_rows = full_shape(self.llm.get_output_embeddings().weight)[0]
+        vocab = max(out_rows, self.llm_vocab)
         index = torch.full((vocab,), -1, dtype=torch.long, device=speech.device)
         if self.ctc_tokens is None:
-            n = self.embed_tokens.weight.shape[0]
+            n = self.llm_vocab
             index[:n] = torch.arange(n, device=speech.device)
         else:
             index[: len(self.ctc_index)] = self.ctc_index
         return CTCPrefixScorer(log_probs, lens, index, self.stop_ids)
 
     # ---- checkpoints --------------------------------------------------------------
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        if self.ctc_tokens is not None:
-            names.add("ctc_tokens")
-        return {k: v for k, v in self.state_dict().items() if k in names}
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As torch's, except that frozen parameters may be missing: WeST's checkpoints (and
+        DeepSpeed's, which WeST writes without them) never hold the pretrained encoder and
+        LLM weights, which come from their own files."""
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        missing = [k for k in result.missing_keys if k not in frozen]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(
+                f"checkpoint does not fit the model: missing trained tensors {missing[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]}"
+            )
+        return result
+
+    def trainable_state_dict(self, keep: bool = True) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds: the trained parameters (and the CTC vocabulary), on CPU.
+
+        Under ZeRO-3 each parameter is gathered on its own, so no process ever holds more
+        than one whole tensor beyond its slice: a collective call, every process must make
+        it; those with `keep=False` (all but the one that writes) get an empty dict.
+        """
+        state = {}
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                with gathered([p]):
+                    if keep:
+                        state[name] = p.detach().to("cpu", copy=True).contiguous()
+        if self.ctc_tokens is not None and keep:
+            state["ctc_tokens"] = self.ctc_tokens.cpu()
+        return state

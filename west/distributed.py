@@ -1,0 +1,124 @@
+"""What training needs to run as several processes: on GPUs with DeepSpeed ZeRO-3, and on CPU.
+
+Under ZeRO-3 each process holds only a slice of every parameter (`deepspeed.zero.Init`
+partitions the LLM while transformers loads it): a parameter's local `.data` is empty, its
+full shape is `ds_shape`, and its values exist only inside `GatheredParameters`. Code that
+reads a width or a weight must go through the helpers here, so that it works the same with
+and without DeepSpeed, on 1 process or 8 GPUs x N nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def world_size() -> int:
+    """Processes taking part, as torchrun announces them (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def has_accelerator() -> bool:
+    """A GPU (or other torch accelerator) this process can use."""
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return accelerator.is_available()
+    return torch.cuda.is_available()
+
+
+def init_deepspeed_on_cpu(deepspeed_config) -> None:
+    """Start DeepSpeed's communication over gloo when several CPU processes train with it.
+
+    DeepSpeed's CPU accelerator asks for oneCCL; without it, `zero.Init` (run by transformers
+    while it loads the LLM) sees a world of one process and refuses the batch sizes. GPUs need
+    nothing here: Accelerate starts NCCL itself.
+    """
+    if not deepspeed_config or has_accelerator() or world_size() == 1:
+        return
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")
+
+
+def is_partitioned(param: torch.Tensor) -> bool:
+    """True for a parameter that ZeRO-3 has partitioned across the processes."""
+    return hasattr(param, "ds_id")
+
+
+def full_shape(param: torch.Tensor) -> tuple[int, ...]:
+    """The parameter's shape as the model sees it, partitioned or not."""
+    return tuple(param.ds_shape) if is_partitioned(param) else tuple(param.shape)
+
+
+@contextlib.contextmanager
+def gathered(params: Iterable[torch.Tensor], modifier_rank: int | None = None) -> Iterator[None]:
+    """Inside, the given parameters hold their full values on every process.
+
+    A collective call under ZeRO-3: every process must enter it with the same parameters.
+    With `modifier_rank=r`, what process r writes into them is kept (and partitioned again)
+    on the way out. Without ZeRO-3 it does nothing.
+    """
+    params = [p for p in params if is_partitioned(p)]
+    if not params:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank):
+        yield
+
+
+def rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def decided_by_rank0(decide: Callable[[], T]) -> T:
+    """Run `decide` on rank 0 only; every process returns its answer.
+
+    For decisions with side effects on shared storage (setting incomplete checkpoints
+    aside): one process acts, the others wait for it and use what it found.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return decide()
+    answer = [decide() if torch.distributed.get_rank() == 0 else None]
+    torch.distributed.broadcast_object_list(answer, src=0)
+    return answer[0]
+
+
+# DeepSpeed's ZeRO settings that transformers fills from `model.config.hidden_size` when
+# they are "auto", with the factors transformers uses (its `trainer_config_finalize`).
+_HIDDEN_SIZE_AUTO = {
+    "reduce_bucket_size": lambda h: h * h,
+    "stage3_prefetch_bucket_size": lambda h: int(0.9 * h * h),
+    "stage3_param_persistence_threshold": lambda h: 10 * h,
+}
+
+
+def fill_hidden_size_auto(hf_deepspeed_config, hidden_size: int) -> dict[str, int]:
+    """Resolve the ZeRO "auto" values that depend on the model's width.
+
+    transformers reads the width from `model.config.hidden_size`; a SpeechLLM's config is
+    WeST's own (the width is the LLM's), so WeST fills these before the Trainer looks.
+    Returns what was filled.
+    """
+    if hf_deepspeed_config is None:
+        return {}
+    zero = hf_deepspeed_config.config.get("zero_optimization", {})
+    filled = {}
+    for key, value in _HIDDEN_SIZE_AUTO.items():
+        if zero.get(key) == "auto":
+            zero[key] = filled[key] = value(hidden_size)
+    if filled:
+        logger.info("DeepSpeed 'auto' values from the LLM's width %d: %s", hidden_size, filled)
+    return filled
