@@ -151,7 +151,9 @@ class DataArguments:
     cut_long_audio: bool = field(
         default=False,
         metadata={
-            "help": "cut audio longer than --max_speech_seconds (with a warning) instead of refusing it"
+            "help": "cut audio longer than --max_speech_seconds (with a warning); without it "
+            "west-train leaves such utterances out (warned and counted) and west-recognize "
+            "decodes them in windows cut at pauses"
         },
     )
     encoder_cache_dir: str | None = field(

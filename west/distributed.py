@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -122,3 +123,34 @@ def fill_hidden_size_auto(hf_deepspeed_config, hidden_size: int) -> dict[str, in
     if filled:
         logger.info("DeepSpeed 'auto' values from the LLM's width %d: %s", hidden_size, filled)
     return filled
+
+
+def check_deepspeed_optimizer(args) -> None:
+    """Refuse WeST's own optimizer settings where a DeepSpeed config's optimizer or scheduler
+    section would silently replace them (transformers then hands all trained parameters to
+    DeepSpeed's optimizer in one group, with its schedule)."""
+    ds = getattr(args, "hf_deepspeed_config", None)
+    if ds is None:
+        return
+    own = {
+        "lora_learning_rate": getattr(args, "lora_learning_rate", None),
+        "encoder_learning_rate": getattr(args, "encoder_learning_rate", None),
+        "ctc_only_steps": getattr(args, "ctc_only_steps", 0) or None,
+    }
+    own = {k: v for k, v in own.items() if v is not None}
+    sections = [s for s in ("optimizer", "scheduler") if s in ds.config]
+    if own and sections:
+        raise ValueError(
+            f"{args.deepspeed}: its {' and '.join(sections)} section(s) replace WeST's per-part "
+            f"learning rates and schedules, so {sorted(own)} would be ignored; remove the "
+            "section(s) (WeST's optimizer and schedule then run under DeepSpeed) or those flags"
+        )
+
+
+def peak_memory() -> str:
+    """This process's peak memory: host RSS, and the GPU's allocator peak where one is used."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    text = f"peak host memory {rss:.2f} GiB"
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        text += f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated"
+    return text

@@ -1,4 +1,7 @@
-"""The entry points end to end: west-train (1 and 2 processes), west-recognize."""
+"""The entry points end to end: west-train (one process), west-recognize.
+
+Several processes (torchrun, DeepSpeed): test_distributed_training.py.
+"""
 
 from __future__ import annotations
 
@@ -145,35 +148,6 @@ def test_train_resume_and_recognize(tiny_llm, tiny_whisper, speech_dir, tmp_path
     assert sorted(result2.read_text(encoding="utf-8").splitlines()) == sorted(lines)
 
 
-def test_torchrun_two_processes_on_cpu(tiny_llm, tiny_whisper, speech_dir, tmp_path):
-    exp = tmp_path / "exp"
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nnodes=1",
-            "--nproc_per_node=2",
-            "-m",
-            "west.bin.train",
-            *_model_flags(tiny_llm, tiny_whisper),
-            "--data_path",
-            str(speech_dir / "data.jsonl"),
-            "--output_dir",
-            str(exp),
-            *SEED_FLAGS,
-            "--max_steps",
-            "2",
-            "--dataloader_num_workers",
-            "1",
-        ]
-    )
-    state = json.loads((exp / "checkpoint-2" / "trainer_state.json").read_text())
-    assert state["global_step"] == 2
-    assert (exp / "model.safetensors").is_file()
-
-
 def test_beam_sweep_needs_a_templated_result_path(tmp_path, capsys):
     from west.bin.recognize import main
 
@@ -192,3 +166,38 @@ def test_beam_sweep_needs_a_templated_result_path(tmp_path, capsys):
             ]
         )
     assert "{beam}" in capsys.readouterr().err
+
+
+def test_training_leaves_out_audio_longer_than_the_encoder_takes(
+    model_args, speech_dir, tmp_path, caplog
+):
+    """LibriSpeech's training sets hold utterances up to ~35 s: west-train leaves them out with
+    a warning naming each and a count, instead of refusing to start (or cutting the audio
+    under a transcript that no longer matches it)."""
+    import numpy as np
+    import soundfile as sf
+
+    from west.bin.train import build_data
+    from west.config import DataArguments, TrainingArguments
+    from west.models.build import build_model
+
+    pieces = [sf.read(speech_dir / f"utt{i}.wav") for i in range(6)]
+    rate = pieces[0][1]
+    audio = np.concatenate([a for a, _ in pieces] * 12)[: int(31.5 * rate)]
+    sf.write(tmp_path / "long.wav", audio, rate)
+    lines = (speech_dir / "data.jsonl").read_text().splitlines()
+    lines.append(json.dumps({"key": "long", "wav": str(tmp_path / "long.wav"), "txt": "long"}))
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+
+    model = build_model(model_args)
+    args = TrainingArguments(output_dir=str(tmp_path / "exp"), report_to="none")
+    with caplog.at_level("WARNING"):
+        dataset = build_data(model, DataArguments(data_path=str(data)), str(data), args)
+    assert sorted(u.key for u in dataset.utts) == [f"utt{i}" for i in range(6)]
+    assert "long.wav lasts 31.50 s" in caplog.text and "left out 1 utterance(s) of 7" in caplog.text
+
+    cut = build_data(
+        model, DataArguments(data_path=str(data), cut_long_audio=True), str(data), args
+    )
+    assert {u.key: u.cut_seconds for u in cut.utts}["long"] == 30.0

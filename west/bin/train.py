@@ -20,7 +20,12 @@ from west.config import DataArguments, ModelArguments, TrainingArguments
 from west.data.batching import collate
 from west.data.cache import build_cache
 from west.data.dataset import SpeechDataset, read_data, validate
-from west.distributed import fill_hidden_size_auto, init_deepspeed_on_cpu
+from west.distributed import (
+    check_deepspeed_optimizer,
+    fill_hidden_size_auto,
+    init_deepspeed_on_cpu,
+    peak_memory,
+)
 from west.models.build import build_model
 from west.trainer import WestTrainer, resume_checkpoint
 from west.utils import yaml_to_argv
@@ -47,7 +52,9 @@ def build_data(
         max_tokens=args.model_max_length - prompt_tokens - 1,
         speech_tokens_per_second=speech_tokens_per_second,
         fixed_speech_seconds=30.0 if model.config.pad_to_30s else None,
-        cut_long=data_args.cut_long_audio,
+        # Longer than the encoder's window: left out, with a warning each and a count (the
+        # transcript would not match cut audio), or cut when asked.
+        long_audio="cut" if data_args.cut_long_audio else "skip",
         skip_bad=data_args.skip_bad_data,
     )
     logger.info("%s: %d utterances, %.2f h", path, len(utts), sum(u.duration for u in utts) / 3600)
@@ -89,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         args.device,
         f", DeepSpeed {args.deepspeed}" if args.deepspeed else "",
     )
+    check_deepspeed_optimizer(args)
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
     model = build_model(model_args, llm_dtype=dtype)
     fill_hidden_size_auto(getattr(args, "hf_deepspeed_config", None), model.llm_dim)
@@ -123,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
     trainer.save_model(args.output_dir)
+    # Every process says what it needed at most: the figure to size GPUs and hosts by.
+    logger.warning("process %d of %d: %s", args.process_index, args.world_size, peak_memory())
 
 
 if __name__ == "__main__":
