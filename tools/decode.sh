@@ -6,12 +6,14 @@
 # Each <data_dir>/<test_set>/data.jsonl is decoded with the final model in <exp_dir> (or,
 # while training is unfinished, its newest complete checkpoint) unless --model_dir names
 # one. west-recognize resumes a killed decode; a finished one is marked with .done.
+# With --nproc_per_node N > 1, N processes (torchrun, one GPU each) share each test set.
 
 beams="1"            # beam sizes, each decoded into its own folder
 model_dir=           # checkpoint to decode [default: final model, else newest checkpoint]
 batch_size=8         # utterances per batch
 dtype=bfloat16       # float32, bfloat16 or float16
 device=              # cuda or cpu [default: cuda if there is one]
+nproc_per_node=1     # decoding processes (one GPU each); > 1 launches them with torchrun
 extra=               # more west-recognize flags
 help_message="Usage: $0 [options] <exp_dir> <data_dir> <test_set>..."
 . "$(dirname "$0")/parse_options.sh"
@@ -51,6 +53,11 @@ if [ -z "$model_dir" ]; then
   fi
 fi
 log "decoding with $model_dir"
+if [ "$nproc_per_node" -gt 1 ]; then
+  recognize=(torchrun --standalone --nproc_per_node "$nproc_per_node" -m west.bin.recognize)
+else
+  recognize=(west-recognize)
+fi
 
 for test_set in "$@"; do
   # One west-recognize call per test set decodes every beam not done yet: the model is
@@ -68,7 +75,7 @@ for test_set in "$@"; do
   [ ${#todo[@]} -eq 0 ] && continue
   log "$test_set, beams ${todo[*]} -> $exp_dir/decode_${test_set}_beam<N>/text"
   logfile=$exp_dir/decode_${test_set}.log
-  if ! west-recognize --model_dir "$model_dir" --data_path "$data_dir/$test_set/data.jsonl" \
+  if ! "${recognize[@]}" --model_dir "$model_dir" --data_path "$data_dir/$test_set/data.jsonl" \
     --result_path "$exp_dir/decode_${test_set}_beam{beam}/text" --num_beams "${todo[@]}" \
     --batch_size "$batch_size" --dtype "$dtype" ${device:+--device "$device"} $extra \
     > "$logfile" 2>&1; then

@@ -1,4 +1,8 @@
-"""Small helpers shared by the entry points."""
+"""Small helpers shared by the entry points: `--config FILE.yaml` for west-train and west-recognize.
+
+One yaml describes a run: its top-level keys are west-train's flags, and its `decode:`
+mapping holds west-recognize's (e.g. `decode: {engine: hf, num_beams: [1, 5]}`).
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,75 @@ from pathlib import Path
 
 import yaml
 
+DECODE_KEY = "decode"  # the yaml's mapping of west-recognize flags; west-train skips it
 
-def yaml_to_argv(argv: list[str]) -> list[str]:
-    """Expand `--config FILE.yaml` into `--key value` flags placed before the other flags.
 
-    Later flags win over the file's values, as HfArgumentParser keeps the last one.
-    """
+def _config_path(argv: list[str]) -> tuple[Path, int] | None:
+    """(the yaml named by --config, its index in argv), or None without --config."""
     if "--config" not in argv:
-        return argv
+        return None
     i = argv.index("--config")
     if i + 1 >= len(argv):
         raise ValueError("--config needs a yaml file")
     path = Path(argv[i + 1])
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
+    return path, i
+
+
+def read_config(path: Path) -> dict:
+    """The yaml's top-level mapping ({} for an empty file)."""
     conf = yaml.safe_load(path.read_text()) or {}
     if not isinstance(conf, dict):
         raise ValueError(f"{path}: expected a mapping of option: value")
+    return conf
+
+
+def yaml_to_argv(argv: list[str]) -> list[str]:
+    """Expand `--config FILE.yaml` into `--key value` flags placed before the other flags.
+
+    Later flags win over the file's values, as HfArgumentParser keeps the last one. The
+    `decode:` mapping is west-recognize's (see decode_argv) and is left out.
+    """
+    found = _config_path(argv)
+    if found is None:
+        return argv
+    path, i = found
     expanded: list[str] = []
-    for key, value in conf.items():
-        if value is None:
+    for key, value in read_config(path).items():
+        if value is None or key == DECODE_KEY:
             continue
         if isinstance(value, (dict, list)):
             value = json.dumps(value)
         expanded += [f"--{key}", str(value)]
+    return expanded + argv[:i] + argv[i + 2 :]
+
+
+def decode_argv(argv: list[str], known: set[str]) -> list[str]:
+    """Expand `--config FILE.yaml` into west-recognize flags from its `decode:` mapping.
+
+    They are placed before the other flags, so flags given on the command line win
+    (argparse keeps the last). `key: [a, b]` gives `--key a b`; `key: true` gives `--key`
+    (a switch) and false leaves it out. A key not in `known` (flag names) is an error
+    naming the file; the rest of the yaml (west-train's flags) is ignored.
+    """
+    found = _config_path(argv)
+    if found is None:
+        return argv
+    path, i = found
+    section = read_config(path).get(DECODE_KEY) or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: `{DECODE_KEY}:` must be a mapping of west-recognize flag: value")
+    expanded: list[str] = []
+    for key, value in section.items():
+        if key not in known or key == "config":
+            raise ValueError(
+                f"{path}: {DECODE_KEY}.{key}: not a west-recognize flag; expected one of "
+                f"{', '.join(sorted(known - {'config', 'help'}))}"
+            )
+        if value is None or value is False:
+            continue
+        expanded.append(f"--{key}")
+        if value is not True:
+            expanded += [str(v) for v in value] if isinstance(value, list) else [str(value)]
     return expanded + argv[:i] + argv[i + 2 :]

@@ -4,22 +4,37 @@
     west-recognize --llm_model_name_or_path Qwen2-1.5B-Instruct --whisper_model_name_or_path tiny \\
         --projector_model_path exp/run/checkpoint-600/model.safetensors \\
         --data_path test.jsonl --result_path result.txt --num_beams 5
+    torchrun --standalone --nproc_per_node 4 -m west.bin.recognize --model_dir ... \
+        --data_path test.jsonl --result_path text     # 4 processes, one shard each
+
+Utterances longer than --max_speech_seconds are cut at pauses and their window texts
+joined. `--config conf.yaml` reads the yaml's `decode:` mapping (flag: value) as defaults.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
+from datetime import timedelta
 
 import torch
 
 from west.api import load_model, recognize
 from west.data.dataset import read_data, validate
+from west.models.speech_llm import ENGINES
+from west.utils import decode_argv
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--config",
+        help="yaml whose `decode:` mapping (flag: value) gives defaults for these flags; "
+        "flags given here win; its other keys (west-train's) are ignored",
     )
     p.add_argument(
         "--model_dir", help="checkpoint folder written by west-train (has west_config.json)"
@@ -47,37 +62,92 @@ def get_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="joint CTC / LLM decoding with this CTC weight (a model with a CTC branch)",
     )
+    p.add_argument(
+        "--engine",
+        default="west",
+        choices=ENGINES,
+        help="west: WeST's batched search; hf: transformers' generate, which also applies "
+        "the LLM's generation_config (as the 2024 reference did)",
+    )
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--max_new_tokens", type=int, default=200)
-    p.add_argument("--max_speech_seconds", type=float, default=30.0)
+    p.add_argument(
+        "--max_speech_seconds",
+        type=float,
+        default=30.0,
+        help="longer utterances are cut at pauses into windows of at most min(28, this) s, "
+        "decoded, and their texts joined on one line",
+    )
     p.add_argument("--skip_bad_data", action="store_true")
     p.add_argument(
         "--cut_long_audio",
         action="store_true",
-        help="cut audio longer than --max_speech_seconds instead of refusing it "
-        "(west-transcribe splits long recordings at pauses instead)",
+        help="cut audio longer than --max_speech_seconds to that length (its end is lost) "
+        "instead of decoding it in windows cut at pauses",
     )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--device",
+        help="default: cuda:LOCAL_RANK when there is a GPU, else cpu; `cuda` under torchrun "
+        "means each rank's own GPU",
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
+def pick_device(device: str | None, world_size: int) -> str:
+    """This process's device: under torchrun, rank LOCAL_RANK's own GPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and world_size > 1:
+        device = f"cuda:{local_rank}"
+    if torch.device(device).type == "cuda" and torch.device(device).index is not None:
+        torch.cuda.set_device(torch.device(device))
+    return device
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Flags, after the `decode:` mapping of a `--config` yaml (flags given win)."""
     parser = get_parser()
+    try:
+        argv = decode_argv(argv, {a.dest for a in parser._actions})
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
     args = parser.parse_args(argv)
     if len(args.num_beams) > 1 and "{beam}" not in args.result_path:
         parser.error("several --num_beams need a --result_path with {beam} in it")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     if not args.model_dir and not (args.llm_model_name_or_path and args.whisper_model_name_or_path):
         raise SystemExit(
             "give --model_dir, or --llm_model_name_or_path and --whisper_model_name_or_path"
         )
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    where = f" rank {rank}/{world_size}" if world_size > 1 else ""
+    logging.basicConfig(
+        level=args.log_level,
+        format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s",
+    )
+    if world_size > 1:
+        # gloo only for barriers; a rank done early waits for the slowest one (hours).
+        torch.distributed.init_process_group("gloo", timeout=timedelta(hours=24))
+    try:
+        decode(args, pick_device(args.device, world_size))
+    finally:
+        if world_size > 1:
+            torch.distributed.destroy_process_group()
+
+
+def decode(args: argparse.Namespace, device: str) -> None:
     model = load_model(
         args.model_dir,
-        device=args.device,
+        device=device,
         dtype=getattr(torch, args.dtype),
         llm_model_name_or_path=args.llm_model_name_or_path,
         llm_gguf_file=args.llm_gguf_file,
@@ -89,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         max_seconds=args.max_speech_seconds,
         need_text=False,
         skip_bad=args.skip_bad_data,
-        cut_long=args.cut_long_audio,
+        long_audio="cut" if args.cut_long_audio else "keep",
     )
     for beam in args.num_beams:
         recognize(
@@ -101,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
             args.max_new_tokens,
             args.num_workers,
             args.ctc_weight,
+            engine=args.engine,
+            max_speech_seconds=args.max_speech_seconds,
         )
 
 

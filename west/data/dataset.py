@@ -20,6 +20,7 @@ from west.data.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, log
 logger = logging.getLogger(__name__)
 
 MIN_SECONDS = 0.2  # below this the encoder + projector (100 ms per token at k = 5) give ~nothing
+LONG_AUDIO = ("error", "cut", "skip", "keep")  # validate(long_audio=...): see there
 
 
 class DataError(ValueError):
@@ -151,6 +152,7 @@ def validate(
     skip_bad: bool = False,
     speech_tokens_per_second: float = 0.0,
     fixed_speech_seconds: float | None = None,
+    long_audio: str = "error",
     cut_long: bool = False,
 ) -> list[Utterance]:
     """Check every utterance; return the good ones (filling `duration`).
@@ -158,11 +160,21 @@ def validate(
     A transcript may have at most `max_tokens` tokens minus the speech tokens of its own
     audio (`speech_tokens_per_second` x its duration, or x `fixed_speech_seconds`).
 
+    Audio longer than `max_seconds`, by `long_audio`: "error" is a problem like any other;
+    "cut" keeps its first `max_seconds` (warned); "skip" leaves it out (warned, counted);
+    "keep" keeps it whole, for a decoder that splits it (west.api.recognize).
+    `cut_long=True` is the older spelling of `long_audio="cut"`.
+
     Raises DataError listing every problem unless `skip_bad`, which warns about each
     and logs the count.
     """
+    if cut_long:
+        long_audio = "cut"
+    if long_audio not in LONG_AUDIO:
+        raise ValueError(f"long_audio={long_audio!r}; expected one of {LONG_AUDIO}")
     problems: list[str] = []
     good: list[Utterance] = []
+    too_long: list[str] = []
     seen: dict[str, str] = {}
     for u in utts:
         if u.key in seen:
@@ -180,7 +192,7 @@ def validate(
                 f"token (at least {MIN_SECONDS} s expected)"
             )
             continue
-        if u.duration > max_seconds and cut_long:
+        if u.duration > max_seconds and long_audio == "cut":
             logger.warning(
                 "%s: %s lasts %.2f s: cut to %.0f s as asked (--cut_long_audio)",
                 u.where,
@@ -189,7 +201,17 @@ def validate(
                 max_seconds,
             )
             u.duration = u.cut_seconds = max_seconds
-        if u.duration > max_seconds:
+        if u.duration > max_seconds and long_audio == "skip":
+            logger.warning(
+                "%s: %s lasts %.2f s, longer than the %.0f s the encoder accepts: left out",
+                u.where,
+                u.wav,
+                u.duration,
+                max_seconds,
+            )
+            too_long.append(u.key)
+            continue
+        if u.duration > max_seconds and long_audio == "error":
             problems.append(
                 f"{u.where}: {u.wav} lasts {u.duration:.2f} s, longer than the {max_seconds:.0f} s "
                 "the encoder accepts; split it or raise --max_speech_seconds only for a longer encoder"
@@ -223,6 +245,14 @@ def validate(
         for p in problems:
             logger.warning("skipping %s", p)
         logger.warning("skipped %d bad utterance(s) of %d", len(problems), len(utts))
+    if too_long:
+        logger.warning(
+            "left out %d utterance(s) of %d longer than %.0f s (%.1f%%)",
+            len(too_long),
+            len(utts),
+            max_seconds,
+            100 * len(too_long) / len(utts),
+        )
     return good
 
 
