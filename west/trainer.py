@@ -21,7 +21,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from accelerate.utils import DeepSpeedSchedulerWrapper
 from safetensors.torch import save_file
 from transformers import Trainer, get_scheduler
 from transformers.trainer import SCHEDULER_NAME
@@ -229,6 +228,8 @@ class WestTrainer(Trainer):
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         if self.is_deepspeed_enabled:
+            from accelerate.utils import DeepSpeedSchedulerWrapper  # exists with DeepSpeed only
+
             # DeepSpeed's checkpoint (optimizer state and the trained parameters' fp32
             # slices, per process) without slices of the frozen LLM and encoder: they are
             # reloaded from their own files on resume.

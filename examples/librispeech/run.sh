@@ -20,7 +20,7 @@ num_nodes=1             # nodes; with more than 1, run stage 2 on each with its 
 node_rank=0             # this node's rank
 master_addr=localhost   # node 0's address (several nodes)
 master_port=29500       # node 0's port (several nodes)
-deepspeed=conf/ds_config_zero3.json  # DeepSpeed config; "" trains without DeepSpeed
+deepspeed=auto          # DeepSpeed json [auto: the conf's deepspeed key, else conf/ds_config_zero3.json]; "" for none
 train_extra=            # more west-train flags, e.g. "--max_steps 100"
 model_dir=              # checkpoint to decode [default: final model, else newest checkpoint]
 beams="1 3 5 8 10"      # beam sizes decoded
@@ -89,17 +89,25 @@ fi
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   log "Stage 2: train $conf on $train_set into $exp_dir"
   data_path=$(for set in $train_set; do echo "$data_dir/$set/data.jsonl"; done | paste -sd,)
+  # After --config, so that it wins over the conf's `deepspeed:` key ("" turns DeepSpeed off).
+  ds_flags=()
+  if [ "$deepspeed" != auto ]; then
+    ds_flags=(--deepspeed "$deepspeed")
+  elif ! grep -q '^deepspeed:' "$conf"; then
+    ds_flags=(--deepspeed conf/ds_config_zero3.json)
+  fi
   ../../tools/train.sh --nproc_per_node "$nproc_per_node" --num_nodes "$num_nodes" \
     --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port" \
-    --deepspeed "$deepspeed" --llm "$llm" --encoder "$encoder" \
-    "$conf" "$data_path" "$exp_dir" $train_extra
+    --llm "$llm" --encoder "$encoder" \
+    "$conf" "$data_path" "$exp_dir" "${ds_flags[@]}" $train_extra
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   log "Stage 3: decode $test_sets with beams $beams"
+  # west-recognize reads its settings from the conf's `decode:` mapping, if any.
   ../../tools/decode.sh --beams "$beams" --model_dir "$model_dir" \
-    --batch_size "$decode_batch_size" --dtype "$decode_dtype" --extra "$decode_extra" \
-    "$exp_dir" "$data_dir" $test_sets
+    --batch_size "$decode_batch_size" --dtype "$decode_dtype" \
+    --extra "--config $conf $decode_extra" "$exp_dir" "$data_dir" $test_sets
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then

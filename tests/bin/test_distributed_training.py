@@ -18,24 +18,39 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
-pytest.importorskip("deepspeed", reason="pip install -e .[deepspeed]")
+deepspeed = pytest.importorskip("deepspeed", reason="pip install -e .[deepspeed]")
 
 ROOT = Path(__file__).resolve().parents[2]
 ZERO3 = ROOT / "examples" / "librispeech" / "conf" / "ds_config_zero3.json"
-ENV = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+# DeepSpeed's CPU communication op is compiled on first use into a cache keyed by its name
+# only: one folder per DeepSpeed version, so a build by another version is never loaded.
+EXTENSIONS = Path.home() / ".cache" / "torch_extensions" / f"deepspeed-{deepspeed.__version__}"
+ENV = dict(
+    os.environ,
+    OMP_NUM_THREADS="1",
+    TOKENIZERS_PARALLELISM="false",
+    TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(EXTENSIONS)),
+)
 STEPS = 6  # 12 utterances, 2 per process and step: 3 steps an epoch
 
-# The trained parts the recipe confs use, each on top of the previous one.
+# The trained parts the recipe confs use, each on top of the previous one; one of them in
+# bf16, as the recipes train on GPUs (DeepSpeed then keeps fp32 master weights).
 SETUPS = {
     "projector": [],
-    "lora": ["--lora_rank", "4"],
+    "lora_bf16": ["--lora_rank", "4", "--bf16", "True"],
     "ctc": ["--lora_rank", "4", "--ctc_weight", "0.5", "--ctc_vocab", "train",
             "--ctc_only_steps", "1"],
     "encoder_blocks": ["--lora_rank", "4", "--ctc_weight", "0.5", "--ctc_vocab", "train",
                        "--ctc_only_steps", "1", "--encoder_trainable_layers", "1"],
 }  # fmt: skip
+# Every trained part at once, each learning at every step: the set-up the back-ends are
+# compared on. (During CTC-only steps the LoRA adapters get no gradient: torch's AdamW then
+# leaves them alone, DeepSpeed's counts the step, and later steps differ by design.)
+ALL_JOINT = ["--lora_rank", "4", "--ctc_weight", "0.5", "--ctc_vocab", "train",
+             "--encoder_trainable_layers", "1"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +90,7 @@ def _cmd(tiny_llm, tiny_whisper, data, exp, setup, deepspeed):
         "--logging_steps", "1", "--report_to", "none", "--seed", "3",
         "--gradient_checkpointing", "True", "--dataloader_num_workers", "0",
         "--log_utterance_keys", "True",
-        *SETUPS[setup],
+        *(SETUPS[setup] if setup in SETUPS else ALL_JOINT),
     ]  # fmt: skip
     if deepspeed:
         cmd += ["--deepspeed", str(deepspeed)]
@@ -150,7 +165,7 @@ def assert_one_run_of_two_processes(exp: Path, log: str) -> None:
     assert len(set(weights[0].values())) == STEPS  # and the weights move at every step
 
 
-def assert_checkpoint_holds_what_was_trained(ckpt: Path, zero: bool) -> None:
+def assert_checkpoint_holds_what_was_trained(ckpt: Path, zero: int | None) -> None:
     from west.api import load_model
 
     saved = load_file(ckpt / "model.safetensors")
@@ -161,10 +176,19 @@ def assert_checkpoint_holds_what_was_trained(ckpt: Path, zero: bool) -> None:
     if zero:  # the optimizer's slice per process; no file holds the frozen LLM or encoder
         step_dir = next(ckpt.glob("global_step*"))
         for rank in (0, 1):
-            assert (step_dir / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").is_file()
-        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+            # (bf16_zero_pp_rank_... in bf16)
+            assert list(step_dir.glob(f"*zero_pp_rank_{rank}_mp_rank_00_optim_states.pt"))
+        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
         model_states = list(step_dir.glob("*model_states.pt"))
-        assert model_states and all(f.stat().st_size < 4 * frozen / 2 for f in model_states)
+        assert model_states
+        for f in model_states:
+            module = torch.load(f, map_location="cpu", weights_only=False)["module"]
+            assert not frozen & set(module), f
+            if zero == 3:  # ZeRO-2 keeps a frozen output matrix tied to the input embeddings
+                assert (
+                    sum(t.numel() for t in module.values())
+                    < sum(p.numel() for n, p in model.named_parameters() if n in frozen) / 4
+                )
 
 
 def decode_and_score(model_dir: Path, data: Path, speech_dir: Path, tmp_path: Path, capsys):
@@ -187,7 +211,7 @@ def decode_and_score(model_dir: Path, data: Path, speech_dir: Path, tmp_path: Pa
 @pytest.fixture(scope="module")
 def unbroken_zero3(tiny_llm, tiny_whisper, data, tmp_path_factory) -> tuple[Path, str]:
     exp = tmp_path_factory.mktemp("zero3") / "exp"
-    return exp, _run(_cmd(tiny_llm, tiny_whisper, data, exp, "encoder_blocks", ZERO3))
+    return exp, _run(_cmd(tiny_llm, tiny_whisper, data, exp, "all_joint", ZERO3))
 
 
 @pytest.mark.parametrize("setup", list(SETUPS))
@@ -202,7 +226,7 @@ def test_zero3_killed_resumes_saves_decodes(
     assert "resuming from" in log
     assert sorted(_losses(exp)) == list(range(1, STEPS + 1))
     assert_one_run_of_two_processes(exp, log)
-    assert_checkpoint_holds_what_was_trained(exp / f"checkpoint-{STEPS}", zero=True)
+    assert_checkpoint_holds_what_was_trained(exp / f"checkpoint-{STEPS}", zero=3)
     decode_and_score(exp, data, speech_dir, tmp_path, capsys)
 
 
@@ -211,7 +235,7 @@ def test_killed_zero3_run_ends_where_an_unbroken_one_does(
 ):
     whole, _ = unbroken_zero3
     exp = tmp_path / "exp"
-    cmd = _cmd(tiny_llm, tiny_whisper, data, exp, "encoder_blocks", ZERO3)
+    cmd = _cmd(tiny_llm, tiny_whisper, data, exp, "all_joint", ZERO3)
     assert _kill_when(cmd, lambda: (exp / "checkpoint-2" / "west_complete").is_file())
     _run(cmd)
     assert _losses(exp) == pytest.approx(_losses(whole), rel=1e-5)
@@ -227,11 +251,17 @@ def test_zero2_and_plain_ddp_train_as_zero3_does(
 ):
     whole, _ = unbroken_zero3
     exp = tmp_path / "exp"
-    log = _run(_cmd(tiny_llm, tiny_whisper, data, exp, "encoder_blocks",
+    log = _run(_cmd(tiny_llm, tiny_whisper, data, exp, "all_joint",
                     zero2 if backend == "zero2" else None))  # fmt: skip
     assert_one_run_of_two_processes(exp, log)
-    assert_checkpoint_holds_what_was_trained(exp / f"checkpoint-{STEPS}", zero=backend == "zero2")
-    assert _losses(exp) == pytest.approx(_losses(whole), rel=1e-4)
+    assert_checkpoint_holds_what_was_trained(
+        exp / f"checkpoint-{STEPS}", zero=2 if backend == "zero2" else None
+    )
+    # Another back-end reduces the gradients in another order (buckets, averaging first or
+    # last): the last bits differ, and Adam carries that on.
+    assert _losses(exp) == pytest.approx(_losses(whole), rel=1e-3)
     final, expected = load_file(exp / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert set(final) == set(expected)
     for name, tensor in expected.items():
-        assert final[name].float().allclose(tensor.float(), rtol=1e-3, atol=1e-5), name
+        x, y = final[name].double(), tensor.double()
+        assert float((x - y).norm()) <= 1e-2 * float(y.norm()), name

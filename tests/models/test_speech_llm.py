@@ -50,6 +50,64 @@ def test_system_prompt_and_template_override(tokenizer_dir):
     assert "You write what is said." in tok.decode(custom.prefix_ids)
 
 
+def test_speech_position_start_is_the_whole_template_after_the_speech(tokenizer_dir):
+    """speech_position "start", the 2024 reference's layout: speech, then the templated
+    prompt (default system turn, user turn with the instruction, assistant tag)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    user = build_prompt(tok, "Transcribe the speech")
+    start = build_prompt(tok, "Transcribe the speech", speech_position="start")
+    assert start.prefix_ids == []
+    chat = [{"role": "user", "content": "Transcribe the speech"}]
+    text = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert start.suffix_ids == tok(text, add_special_tokens=False).input_ids
+    assert tok.decode(start.suffix_ids).startswith(tok.decode(user.prefix_ids))  # system turn
+    assert tok.decode(user.prefix_ids + user.suffix_ids) == tok.decode(start.suffix_ids)
+    assert start.end_id == user.end_id
+    with pytest.raises(ValueError, match=r"speech_position 'end': expected one of"):
+        build_prompt(tok, "Transcribe the speech", speech_position="end")
+
+
+@pytest.fixture(scope="module")
+def speech_first(model):
+    """The `model` fixture's encoder, projector and LLM, with the speech before the prompt."""
+    from west.models.speech_llm import SpeechLLM
+
+    config = dataclasses.replace(model.config, speech_position="start")
+    prompt = build_prompt(model.tokenizer, config.prompt, speech_position="start")
+    return SpeechLLM(config, model.encoder, model.projector, model.llm, model.tokenizer, prompt)
+
+
+def test_speech_first_sequences_start_with_the_speech(speech_first, batch):
+    speech, lens = speech_first.speech_embeddings(batch["mel"], batch["mel_lens"])
+    end = torch.tensor([speech_first.prompt.end_id])
+    targets = [torch.cat([batch["text_ids"][i, : batch["text_lens"][i]], end]) for i in range(4)]
+    inputs, mask, labels = speech_first._assemble(speech, lens, targets, left_pad=False)
+    n_suffix = len(speech_first.prompt.suffix_ids)
+    for i in range(4):
+        n = int(lens[i])
+        assert torch.equal(inputs[i, :n], speech[i, :n])
+        assert (labels[i, : n + n_suffix] == -100).all()  # the loss is on the transcript only
+        assert labels[i, n + n_suffix] == targets[i][0]
+    out = speech_first(**batch)
+    assert torch.isfinite(out["loss"])
+
+
+def test_speech_first_decoding_west_equals_hf(speech_first, batch):
+    """An empty shared prompt start: the search reads nothing before the rows, and greedy
+    decoding gives transformers' generate's tokens, batched and one utterance at a time."""
+    west = speech_first.generate(batch["mel"], batch["mel_lens"], max_new_tokens=8)
+    hf = speech_first.generate(batch["mel"], batch["mel_lens"], max_new_tokens=8, engine="hf")
+    assert west == hf and len(west) == 4 and all(west)
+    for i in range(4):
+        n = int(batch["mel_lens"][i])
+        mel, lens = batch["mel"][i : i + 1, :, :n], batch["mel_lens"][i : i + 1]
+        assert speech_first.generate(mel, lens, max_new_tokens=8) == [west[i]]
+    beams = speech_first.generate(batch["mel"], batch["mel_lens"], num_beams=3, max_new_tokens=8)
+    assert len(beams) == 4 and all(beams)
+
+
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_batched_decoding_equals_single(model, batch, num_beams):
     texts = model.generate(batch["mel"], batch["mel_lens"], num_beams=num_beams, max_new_tokens=8)

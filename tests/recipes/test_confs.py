@@ -1,8 +1,11 @@
 """Every experiment config of every recipe builds a model, so no config can go stale.
 
 The big LLMs and Whispers are replaced by the tiny fixtures; everything else (projector,
-downsampling rate, hidden size, LoRA, training flags) is the config's own. The projector
-sizes are also checked against the seed's tables, built at the real models' dimensions.
+downsampling rate, hidden size, LoRA, speech position, training flags) is the config's own.
+The projector sizes are also checked against the tables of the 2024 reference (WeST 2024,
+wenet-e2e/west), built at the real models' dimensions. The `reference_*` confs reproduce that
+reference's set-up (its DeepSpeed optimizer and schedule, speech before the prompt, decoding
+with transformers' generate): checked here too.
 """
 
 from __future__ import annotations
@@ -24,15 +27,26 @@ CONFS = sorted(EXAMPLES.glob("*/conf/*.yaml"))
 MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelArguments)}
 
 # Output width of the real models the configs name.
-WHISPER_DIM = {"tiny": 384, "base": 512, "small": 768, "medium": 1024, "large-v3": 1280}
+WHISPER_DIM = {
+    "tiny": 384,
+    "base": 512,
+    "small": 768,
+    "medium": 1024,
+    "large-v2": 1280,
+    "large-v3": 1280,
+}
 LLM_DIM = {
     "meta-llama/Meta-Llama-3-8B-Instruct": 4096,
     "Qwen/Qwen2-0.5B-Instruct": 896,
     "Qwen/Qwen2-1.5B-Instruct": 1536,
     "Qwen/Qwen2-7B-Instruct": 3584,
 }
-# Projector sizes in the seed's README, in its unit (parameters / 2**20).
-SEED_PROJECTOR_M = {
+# Projector sizes in the 2024 reference's README, in its unit (parameters / 2**20): its
+# experiments, each with WeST's recommended conf, and the two it has reference confs for.
+# Its "Whisper Large" was large-v2 (it read 80-bin log-mels); large-v3 has the same width.
+REFERENCE_PROJECTOR_M = {
+    "librispeech/reference_llama3-8b_whisper-large-v2": 18.32,
+    "aishell/reference_qwen2-1.5b_whisper-large-v2": 13.32,
     "librispeech/llama3-8b_whisper-tiny": 9.46,
     "librispeech/llama3-8b_whisper-small": 12.32,
     "librispeech/llama3-8b_whisper-large-v3": 18.32,
@@ -48,8 +62,8 @@ def name(conf: Path) -> str:
     return f"{conf.parents[1].name}/{conf.stem}"
 
 
-def test_every_seed_experiment_has_a_config():
-    assert set(SEED_PROJECTOR_M) <= {name(c) for c in CONFS}
+def test_every_reference_experiment_has_a_config():
+    assert set(REFERENCE_PROJECTOR_M) <= {name(c) for c in CONFS}
 
 
 @pytest.mark.parametrize("conf", CONFS, ids=name)
@@ -63,6 +77,7 @@ def test_config_builds(conf, tiny_llm, tiny_whisper, tmp_path):
             "--output_dir", str(tmp_path),
             "--bf16", "False",  # no bf16 on CPU
             "--dataloader_num_workers", "1",
+            "--deepspeed", "",  # the conf's DeepSpeed json: test_deepspeed_settings_resolve
         ]
     )  # fmt: skip
     # The config's own model settings survive the stand-ins.
@@ -88,10 +103,10 @@ def test_config_builds(conf, tiny_llm, tiny_whisper, tmp_path):
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert "projector" in trainable
     if model_args.lora_rank == 0 and model_args.ctc_weight == 0:
-        assert trainable == {"projector"}  # the seed's set-up: only the projector learns
+        assert trainable == {"projector"}  # only the projector learns, as in the reference
 
-    # At the real models' dimensions, the projector is the size in the seed's tables.
-    if name(conf) not in SEED_PROJECTOR_M:
+    # At the real models' dimensions, the projector is the size in the reference's tables.
+    if name(conf) not in REFERENCE_PROJECTOR_M:
         return
     real = build_projector(
         model_args.projector,
@@ -100,15 +115,15 @@ def test_config_builds(conf, tiny_llm, tiny_whisper, tmp_path):
         model_args.encoder_projector_ds_rate,
         model_args.projector_hidden_size,
     )
-    seed = SEED_PROJECTOR_M[name(conf)]
-    assert round(count_params(real) / 2**20, len(str(seed).split(".")[1])) == seed
+    size = REFERENCE_PROJECTOR_M[name(conf)]
+    assert round(count_params(real) / 2**20, len(str(size).split(".")[1])) == size
 
 
-@pytest.mark.parametrize("recipe", sorted({c.parents[1].name for c in CONFS}))
-def test_deepspeed_config(recipe):
-    path = EXAMPLES / recipe / "conf" / "ds_config_zero3.json"
-    if not path.is_file():
-        pytest.skip(f"{recipe} has no DeepSpeed config")
+DS_CONFS = sorted(EXAMPLES.glob("*/conf/ds_config_zero3*.json"))
+
+
+@pytest.mark.parametrize("path", DS_CONFS, ids=lambda p: f"{p.parents[1].name}/{p.name}")
+def test_deepspeed_config(path):
     ds = json.loads(path.read_text())
     zero = ds["zero_optimization"]
     assert zero["stage"] == 3 and zero["overlap_comm"] and zero["contiguous_gradients"]
@@ -121,5 +136,92 @@ def test_deepspeed_config(recipe):
         "gradient_clipping",
     ):
         assert ds[key] == "auto", key
-    # No optimizer/scheduler here: the Trainer's (AdamW, cosine) are the ones in the configs.
-    assert "optimizer" not in ds and "scheduler" not in ds
+    if path.name == "ds_config_zero3.json":
+        # WeST's: no optimizer or scheduler, so the Trainer's (AdamW, the conf's schedule) run.
+        assert "optimizer" not in ds and "scheduler" not in ds
+    else:
+        # The 2024 reference's: DeepSpeed's AdamW and WarmupLR, every value from the flags.
+        assert ds["optimizer"]["type"] == "AdamW"
+        assert set(ds["optimizer"]["params"].values()) == {"auto"}
+        assert ds["scheduler"]["type"] == "WarmupLR"
+        assert set(ds["scheduler"]["params"].values()) == {"auto"}
+
+
+REFERENCE_CONFS = [c for c in CONFS if c.stem.startswith("reference_")]
+
+
+def test_each_recipe_has_a_reference_conf():
+    recipes = {c.parents[1].name for c in CONFS} - {"mini"}
+    assert recipes == {c.parents[1].name for c in REFERENCE_CONFS}
+
+
+@pytest.mark.parametrize("conf", REFERENCE_CONFS, ids=name)
+def test_reference_conf_is_the_reference_set_up(conf):
+    raw = yaml.safe_load(conf.read_text())
+    assert raw["whisper_model_name_or_path"] == "large-v2"  # 80-bin log-mels
+    assert raw["pad_to_30s"] is True and raw["speech_position"] == "start"
+    assert raw["prompt"] == "Transcribe the speech" and raw.get("system_prompt") is None
+    assert raw["length_grouping"] is False  # HF's random sampler
+    assert json.loads((conf.parents[1] / raw["deepspeed"]).read_text())["scheduler"]
+    assert raw["decode"] == {"engine": "hf", "max_new_tokens": 50}
+
+
+@pytest.mark.parametrize(
+    "conf", [c for c in CONFS if "deepspeed" in yaml.safe_load(c.read_text())], ids=name
+)
+def test_deepspeed_settings_resolve(conf, tiny_llm, tiny_whisper, tmp_path, monkeypatch):
+    """From the recipe folder (where run.sh runs) the conf's DeepSpeed json is found, and the
+    Trainer fills its "auto" optimizer and schedule in from the conf's flags."""
+    pytest.importorskip("deepspeed")
+    monkeypatch.chdir(conf.parents[1])
+    raw = yaml.safe_load(conf.read_text())
+    *_, args = parse_args(
+        [
+            "--config", str(conf.relative_to(conf.parents[1])),
+            "--llm_model_name_or_path", str(tiny_llm),
+            "--whisper_model_name_or_path", str(tiny_whisper),
+            "--output_dir", str(tmp_path),
+            "--bf16", "False",
+        ]
+    )  # fmt: skip
+    ds = args.hf_deepspeed_config.config
+    assert ds["optimizer"]["params"] == {
+        "lr": raw["learning_rate"],
+        "betas": [0.9, raw["adam_beta2"]],
+        "eps": 1e-8,
+        "weight_decay": raw["weight_decay"],
+    }
+    assert ds["scheduler"]["params"]["warmup_min_lr"] == 0
+    assert ds["scheduler"]["params"]["warmup_max_lr"] == raw["learning_rate"]
+
+
+@pytest.mark.parametrize(
+    "conf", [c for c in CONFS if "decode" in yaml.safe_load(c.read_text())], ids=name
+)
+def test_decode_settings_are_west_recognize_flags(conf):
+    from west.bin.recognize import get_parser
+    from west.utils import decode_argv
+
+    parser = get_parser()
+    argv = decode_argv(
+        ["--config", str(conf), "--data_path", "x.jsonl", "--result_path", "out"],
+        {a.dest for a in parser._actions},
+    )
+    args = parser.parse_args(argv)
+    for key, value in yaml.safe_load(conf.read_text())["decode"].items():
+        assert getattr(args, key) == value, key
+
+
+@pytest.mark.parametrize("conf", REFERENCE_CONFS[:1], ids=name)
+def test_reference_conf_builds_a_speech_first_prompt(conf, tiny_llm, tiny_whisper, tmp_path):
+    model_args, *_ = parse_args(
+        [
+            "--config", str(conf),
+            "--llm_model_name_or_path", str(tiny_llm),
+            "--whisper_model_name_or_path", str(tiny_whisper),
+            "--output_dir", str(tmp_path),
+            "--bf16", "False",
+            "--deepspeed", "",
+        ]
+    )  # fmt: skip
+    assert build_model(model_args).prompt.prefix_ids == []

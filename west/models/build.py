@@ -63,7 +63,9 @@ def build_model(config: ModelArguments, llm_dtype: torch.dtype = torch.float32) 
             config.lora_dropout,
             config.lora_target_modules,
         )
-    prompt = build_prompt(tokenizer, config.prompt, config.system_prompt, config.chat_template)
+    prompt = build_prompt(
+        tokenizer, config.prompt, config.system_prompt, config.chat_template, config.speech_position
+    )
     model = SpeechLLM(config, encoder, projector, llm, tokenizer, prompt, encoder_top)
     if config.freeze_encoder:
         model.encoder.eval()

@@ -43,11 +43,22 @@ def add_lora(llm: torch.nn.Module, rank: int, alpha: int, dropout: float, target
 
 @dataclass
 class Prompt:
-    """Token ids around the speech: prefix + <speech> + suffix, then the answer + end_id."""
+    """Token ids around the speech: prefix + <speech> + suffix, then the answer + end_id.
+
+    The prefix may be empty (speech first, `speech_position="start"`).
+    """
 
     prefix_ids: list[int]
     suffix_ids: list[int]
     end_id: int  # token that closes the assistant's turn
+
+
+# Where the speech goes in the chat prompt:
+#   user:  at the start of the user turn, after the template's system turn and user tag
+#          (WeST's default: the LLM reads the speech as part of what the user says);
+#   start: before the whole templated prompt, as the 2024 reference (wenet-e2e/west) did:
+#          speech, then system turn, user turn with the instruction, assistant tag.
+SPEECH_POSITIONS = ("user", "start")
 
 
 def build_prompt(
@@ -55,13 +66,16 @@ def build_prompt(
     instruction: str,
     system_prompt: str | None = None,
     chat_template: str | None = None,
+    speech_position: str = "user",
 ) -> Prompt:
     """Render the chat template once with a placeholder where the speech goes.
 
-    The speech sits at the start of the user turn, before the instruction. The token
-    ending the assistant turn is read from the template itself (what follows the
-    answer), so no per-LLM switch is needed.
+    `speech_position` (one of SPEECH_POSITIONS) says where that is. The token ending the
+    assistant turn is read from the template itself (what follows the answer), so no
+    per-LLM switch is needed.
     """
+    if speech_position not in SPEECH_POSITIONS:
+        raise ValueError(f"speech_position {speech_position!r}: expected one of {SPEECH_POSITIONS}")
     # A template is Jinja text ('{%', '{{') or the path of a file holding it.
     if chat_template is not None and "{" not in chat_template and Path(chat_template).is_file():
         chat_template = Path(chat_template).read_text()
@@ -72,11 +86,15 @@ def build_prompt(
             "(a Jinja string or file)"
         )
     messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
-    messages.append({"role": "user", "content": SPEECH_PLACEHOLDER + instruction})
+    in_turn = SPEECH_PLACEHOLDER if speech_position == "user" else ""
+    messages.append({"role": "user", "content": in_turn + instruction})
     text = tokenizer.apply_chat_template(
         messages, chat_template=template, tokenize=False, add_generation_prompt=True
     )
-    prefix, suffix = text.split(SPEECH_PLACEHOLDER)
+    if speech_position == "user":
+        prefix, suffix = text.split(SPEECH_PLACEHOLDER)
+    else:
+        prefix, suffix = "", text
     answer = "WESTANSWER"
     full = tokenizer.apply_chat_template(
         messages + [{"role": "assistant", "content": answer}],
@@ -86,7 +104,7 @@ def build_prompt(
     after = full.split(answer, 1)[1]
     after_ids = tokenizer(after, add_special_tokens=False).input_ids
     end_id = after_ids[0] if after_ids else tokenizer.eos_token_id
-    encode = lambda s: tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
+    encode = lambda s: tokenizer(s, add_special_tokens=False).input_ids if s else []  # noqa: E731
     return Prompt(encode(prefix), encode(suffix), end_id)
 
 
