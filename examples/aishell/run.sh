@@ -26,6 +26,7 @@ train_extra=            # more west-train flags, e.g. "--max_steps 100"
 model_dir=              # checkpoint to decode [default: final model, else newest checkpoint]
 beams="1 3 5 8 10"      # beam sizes decoded
 decode_batch_size=8     # utterances per decoding batch
+decode_nproc_per_node=1 # decoding processes, one GPU each (8: every GPU of the node decodes a share)
 decode_dtype=bfloat16   # float32, bfloat16 or float16
 decode_extra=           # more west-recognize flags
 . ../../tools/parse_options.sh || exit 1  # run from this folder
@@ -92,6 +93,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   # west-recognize reads its settings from the conf's `decode:` mapping, if any.
   ../../tools/decode.sh --beams "$beams" --model_dir "$model_dir" \
     --batch_size "$decode_batch_size" --dtype "$decode_dtype" \
+    --nproc_per_node "$decode_nproc_per_node" \
     --extra "--config $conf $decode_extra" "$exp_dir" "$data_dir" $test_sets
 fi
 

@@ -76,7 +76,7 @@ def zero2(tmp_path_factory) -> Path:
     return path
 
 
-def _cmd(tiny_llm, tiny_whisper, data, exp, setup, deepspeed):
+def _cmd(tiny_llm, tiny_whisper, data, exp, trained: list[str], deepspeed):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "west.bin.train",
@@ -90,7 +90,7 @@ def _cmd(tiny_llm, tiny_whisper, data, exp, setup, deepspeed):
         "--logging_steps", "1", "--report_to", "none", "--seed", "3",
         "--gradient_checkpointing", "True", "--dataloader_num_workers", "0",
         "--log_utterance_keys", "True",
-        *(SETUPS[setup] if setup in SETUPS else ALL_JOINT),
+        *trained,
     ]  # fmt: skip
     if deepspeed:
         cmd += ["--deepspeed", str(deepspeed)]
@@ -211,7 +211,7 @@ def decode_and_score(model_dir: Path, data: Path, speech_dir: Path, tmp_path: Pa
 @pytest.fixture(scope="module")
 def unbroken_zero3(tiny_llm, tiny_whisper, data, tmp_path_factory) -> tuple[Path, str]:
     exp = tmp_path_factory.mktemp("zero3") / "exp"
-    return exp, _run(_cmd(tiny_llm, tiny_whisper, data, exp, "all_joint", ZERO3))
+    return exp, _run(_cmd(tiny_llm, tiny_whisper, data, exp, ALL_JOINT, ZERO3))
 
 
 @pytest.mark.parametrize("setup", list(SETUPS))
@@ -219,7 +219,7 @@ def test_zero3_killed_resumes_saves_decodes(
     setup, tiny_llm, tiny_whisper, data, speech_dir, tmp_path, capsys
 ):
     exp = tmp_path / "exp"
-    cmd = _cmd(tiny_llm, tiny_whisper, data, exp, setup, ZERO3)
+    cmd = _cmd(tiny_llm, tiny_whisper, data, exp, SETUPS[setup], ZERO3)
     killed = _kill_when(cmd, lambda: (exp / "checkpoint-2" / "west_complete").is_file())
     assert killed and not (exp / f"checkpoint-{STEPS}" / "west_complete").exists()
     log = _run(cmd)  # the same command resumes from the newest complete checkpoint
@@ -235,7 +235,7 @@ def test_killed_zero3_run_ends_where_an_unbroken_one_does(
 ):
     whole, _ = unbroken_zero3
     exp = tmp_path / "exp"
-    cmd = _cmd(tiny_llm, tiny_whisper, data, exp, "all_joint", ZERO3)
+    cmd = _cmd(tiny_llm, tiny_whisper, data, exp, ALL_JOINT, ZERO3)
     assert _kill_when(cmd, lambda: (exp / "checkpoint-2" / "west_complete").is_file())
     _run(cmd)
     assert _losses(exp) == pytest.approx(_losses(whole), rel=1e-5)
@@ -251,7 +251,7 @@ def test_zero2_and_plain_ddp_train_as_zero3_does(
 ):
     whole, _ = unbroken_zero3
     exp = tmp_path / "exp"
-    log = _run(_cmd(tiny_llm, tiny_whisper, data, exp, "all_joint",
+    log = _run(_cmd(tiny_llm, tiny_whisper, data, exp, ALL_JOINT,
                     zero2 if backend == "zero2" else None))  # fmt: skip
     assert_one_run_of_two_processes(exp, log)
     assert_checkpoint_holds_what_was_trained(
