@@ -102,3 +102,20 @@ def model_args(tiny_whisper, tiny_llm):
         projector_hidden_size=32,
         system_prompt=None,
     )
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(model_args, tmp_path_factory) -> Path:
+    """A checkpoint folder as west-train writes one, of a seeded random projector on the tiny
+    fixtures: nothing trained, so its texts are garbage, but the same on every run."""
+    import torch
+    from safetensors.torch import save_file
+
+    from west.models.build import build_model
+
+    path = tmp_path_factory.mktemp("random_model")
+    torch.manual_seed(0)
+    model = build_model(model_args)
+    save_file(model.trainable_state_dict(), str(path / "model.safetensors"))
+    model_args.save(path)
+    return path

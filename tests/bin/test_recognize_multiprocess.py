@@ -14,28 +14,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import save_file
 
-from west.models.build import build_model
 from west.results import gather_parts, merge, part_files
 
 ROOT = Path(__file__).parents[2]
 KEYS = [f"utt{i}" for i in range(6)]  # speech_dir's keys, in its data.jsonl order
 
 
-@pytest.fixture(scope="module")
-def model_dir(model_args, tmp_path_factory):
-    """A 'trained' checkpoint folder: the random projector's weights and the config."""
-    path = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    model = build_model(model_args)
-    save_file(
-        {k: v.contiguous() for k, v in model.trainable_state_dict().items()},
-        str(path / "model.safetensors"),
-    )
-    model_args.save(path)
-    return path
+@pytest.fixture
+def model_dir(random_model_dir):
+    return random_model_dir
 
 
 def _recognize(model_dir, data, result, nproc: int = 1, *extra: str) -> str:
