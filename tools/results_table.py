@@ -1,14 +1,24 @@
 #!/usr/bin/env python3
 """Markdown results tables from decode folders (see west/scoring/table.py for the layout).
 
-Usage: tools/results_table.py [--beam N|best] [--metric WER|CER] [--keep_order]
-                              [--output FILE] EXP_DIR...
+Usage: tools/results_table.py [--beam N|best] [--metric WER|CER|TESTSET=METRIC ...]
+                              [--keep_order] [--output FILE] EXP_DIR...
+
+``--metric CER`` labels every beam-table row CER; ``--metric aishell=CER`` only those of the
+``aishell`` test set (repeat it for each), so one table can hold a CER and a WER test set.
+Runs from a checkout too: without an installed ``west`` it uses the one beside this script.
 """
 
 import argparse
 import sys
+from pathlib import Path
 
-from west.scoring.table import (
+try:
+    import west  # noqa: F401
+except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from west.scoring.table import (  # noqa: E402
     ResultsError,
     beam_table,
     load_experiment,
@@ -26,7 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         help="beam size shown in the main table, or 'best'; a test set not decoded at this "
         "beam shows its best beam, marked (default: 1)",
     )
-    p.add_argument("--metric", default="WER", help="row label of the beam table (default: WER)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="[TESTSET=]METRIC",
+        help="row label of the beam table, for every test set or for TESTSET only; "
+        "repeatable (default: WER)",
+    )
     p.add_argument(
         "--keep_order",
         action="store_true",
@@ -37,6 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.beam != "best" and not args.beam.isdigit():
         p.error(f"--beam expects a number or 'best', got '{args.beam}'")
     beam = None if args.beam == "best" else int(args.beam)
+    metric, metrics = "WER", {}
+    for value in args.metric:
+        testset, sep, name = value.rpartition("=")
+        if not name or (sep and not testset):
+            p.error(f"--metric expects METRIC or TESTSET=METRIC, got '{value}'")
+        if sep:
+            metrics[testset] = name
+        else:
+            metric = name
 
     dirs = args.exp_dirs if args.keep_order else sorted(args.exp_dirs, key=natural_key)
     try:
@@ -48,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         if not e.decodes:
             print(f"results_table.py: warning: {e.path}: no decode_*_beam*/wer", file=sys.stderr)
 
-    text = results_table(experiments, beam) + "\n\n" + beam_table(experiments, args.metric) + "\n"
+    text = (
+        results_table(experiments, beam) + "\n\n" + beam_table(experiments, metric, metrics) + "\n"
+    )
     print(text, end="")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:

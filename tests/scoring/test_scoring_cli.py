@@ -179,3 +179,72 @@ def test_rates_are_rounded_like_kaldi_float32(tmp_path, capsys):
         f"%WER 69.69 [ {errors} / {n}, 0 ins, 0 del, {errors} sub ]",
         f"%SER 69.69 [ {errors} / {n} ]",
     ]
+
+
+def test_dash_reads_standard_input(tmp_path):
+    (tmp_path / "ref").write_text("u1 a b c\n", encoding="utf-8")
+    for args in (["-", str(tmp_path / "ref")], [str(tmp_path / "ref"), "-"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "west.bin.score", "--no_normalize", *args],
+            input="u1 a x c\n",
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[0] == "%WER 33.33 [ 1 / 3, 0 ins, 0 del, 1 sub ]"
+    proc = subprocess.run(
+        [sys.executable, "-m", "west.bin.score", str(tmp_path / "ref"), "-"],
+        input=b"u1 a\nu1 b\n",
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert b"<stdin>:2: duplicate utterance id 'u1'" in proc.stderr
+
+
+def test_both_files_from_standard_input_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["-", "-"])
+    assert e.value.code == 2
+    assert "cannot both be '-'" in capsys.readouterr().err
+
+
+def test_closed_stdout_ends_quietly_without_a_traceback(tmp_path):
+    # `west-score ref hyp | head -0`: the reader is gone before anything is written.
+    (tmp_path / "ref").write_text("u1 a b\n", encoding="utf-8")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "west.bin.score", str(tmp_path / "ref"), str(tmp_path / "ref")],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141
+    assert proc.stderr == ""
+
+
+def test_tools_wrapper_runs_from_a_checkout_without_install(tmp_path):
+    # python -S skips site-packages, so no installed `west` (nor any other package) is found.
+    (tmp_path / "ref").write_text("u1 a b c\n", encoding="utf-8")
+    (tmp_path / "hyp").write_text("u1 a c\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-S", str(REPO / "tools" / "compute_wer.py"), "--normalizer", "none"]
+        + [str(tmp_path / "ref"), str(tmp_path / "hyp")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "%WER 33.33 [ 1 / 3, 0 ins, 1 del, 0 sub ]"

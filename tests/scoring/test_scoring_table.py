@@ -108,6 +108,34 @@ def test_beam_table(exps):
     assert [r[0] for r in single[2:]] == ["WER test_clean", "WER test_other"]
 
 
+def test_beam_table_labels_each_test_set_with_its_metric(exps):
+    a, _ = exps
+    table = beam_table([load_experiment(a)], metric="WER", metrics={"test_other": "CER"})
+    assert [r[0] for r in cells(table)[2:]] == ["WER test_clean", "CER test_other"]
+
+
+def test_cli_metric_per_test_set(exps):
+    a, _ = exps
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(REPO / "tools" / "results_table.py"), str(a)]
+    proc = subprocess.run(
+        cmd + ["--metric", "test_other=CER"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = cells(proc.stdout.split("\n\n")[1])
+    assert [r[0] for r in rows[2:]] == ["WER test_clean", "CER test_other"]
+    proc = subprocess.run(
+        cmd + ["--metric", "CER", "--metric", "test_clean=WER"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    rows = cells(proc.stdout.split("\n\n")[1])
+    assert [r[0] for r in rows[2:]] == ["WER test_clean", "CER test_other"]
+    proc = subprocess.run(cmd + ["--metric", "=CER"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "TESTSET=METRIC, got '=CER'" in proc.stderr
+
+
 def test_read_wer_file_variants(tmp_path):
     path = tmp_path / "wer"
     path.write_text("%WER 12.50 [ 1 / 8, 0 ins, 1 del, 0 sub ] [PARTIAL]\n")

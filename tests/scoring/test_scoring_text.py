@@ -71,6 +71,21 @@ def test_chinese_normaliser_full_width_and_punctuation():
     assert char_tokens(normalize_chinese("你 好，世界。")) == char_tokens("你好世界")
 
 
+def test_chinese_normaliser_drops_tags_and_invisible_characters():
+    assert normalize_chinese("你好<unk>世界<noise>") == "你好 世界"
+    assert normalize_chinese("答案是四十二<|im_end|>") == "答案是四十二"
+    assert normalize_chinese("<|endoftext|>[laughter]") == ""
+    assert normalize_chinese("＜ｕｎｋ＞好") == "好"  # full-width brackets: a tag after NFKC
+    # zero-width space, zero-width (non-)joiner, word joiner, byte-order mark, soft hyphen
+    assert (
+        normalize_chinese("中\u200b文\u200c字\u200d符\u2060号\ufeff表\u00ad格") == "中文字符号表格"
+    )
+    assert char_tokens(normalize_chinese("你\u200b好")) == ["你", "好"]
+    assert mixed_tokens(normalize_chinese("用<unk>GPU\u200b训练")) == ["用", "gpu", "训", "练"]
+    # Brackets around text with spaces are not a tag: their words are kept.
+    assert normalize_chinese("[a b] <c d>") == "a b c d"
+
+
 def test_none_normaliser_keeps_text():
     assert get_normalizer("none")("Hello, World") == "Hello, World"
     with pytest.raises(ValueError, match="unknown normalizer"):

@@ -5,23 +5,28 @@ Usage::
     west-score [--mode word|char|mixed] [--normalizer english|chinese|none] [--no_normalize]
                [--details FILE] [--filter_hallucinations] REF HYP
 
-Exit status: 0 when scored; 1 when an input file is unreadable or malformed, or HYP has an
-utterance that REF lacks.
+REF or HYP (not both) may be ``-``, standard input. Exit status: 0 when scored; 1 when an
+input file is unreadable or malformed, or HYP has an utterance that REF lacks; 141 (as for a
+shell command killed by SIGPIPE) when standard output is closed early (``| head -0``), without
+a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from west.scoring.details import write_details
+from west.scoring.english import EnglishNormalizerUnavailable
 from west.scoring.normalize import DEFAULT_NORMALIZER, NORMALIZERS, get_normalizer
 from west.scoring.report import filtered_lines, kaldi_lines
-from west.scoring.textio import TextFileError, read_kaldi_text
+from west.scoring.textio import STDIN, TextFileError, read_kaldi_text
 from west.scoring.tokenize import MODES, get_tokenizer
 from west.scoring.wer import UnknownKeyError, score_utterances, summarize
 
 PROG = "west-score"
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -29,8 +34,10 @@ def get_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Kaldi-style WER/CER of a hypothesis text file against a reference.",
     )
-    p.add_argument("ref", help="reference Kaldi text file: '<utt-id> <transcript>' per line")
-    p.add_argument("hyp", help="hypothesis Kaldi text file, same format")
+    p.add_argument(
+        "ref", help="reference Kaldi text file: '<utt-id> <transcript>' per line ('-': stdin)"
+    )
+    p.add_argument("hyp", help="hypothesis Kaldi text file, same format ('-': stdin)")
     p.add_argument(
         "--mode",
         choices=MODES,
@@ -74,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
     normalizer = _normalizer_name(args, parser)
+    if args.ref == STDIN and args.hyp == STDIN:
+        parser.error("REF and HYP cannot both be '-' (standard input)")
     try:
         refs = read_kaldi_text(args.ref)
         hyps = read_kaldi_text(args.hyp)
@@ -85,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             detect_hallucinations=args.filter_hallucinations,
             hyp_name=args.hyp,
         )
-    except (TextFileError, UnknownKeyError, OSError) as e:
+    except (TextFileError, UnknownKeyError, EnglishNormalizerUnavailable, OSError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
 
@@ -115,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.details:
         with open(args.details, "w", encoding="utf-8") as f:
             write_details(scores, f)
-    print("\n".join(lines))
+    try:
+        print("\n".join(lines))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader is gone; point stdout at /dev/null so the flush at exit stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return 0
 
 

@@ -20,7 +20,7 @@ import json
 import math
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,8 +240,17 @@ def results_table(experiments: Sequence[Experiment], beam: int | None = 1) -> st
     return markdown_table(header, rows)
 
 
-def beam_table(experiments: Sequence[Experiment], metric: str = "WER") -> str:
-    """``| beam_size | 1 | 3 | ... |`` with one row per experiment and test set."""
+def beam_table(
+    experiments: Sequence[Experiment],
+    metric: str = "WER",
+    metrics: Mapping[str, str] | None = None,
+) -> str:
+    """``| beam_size | 1 | 3 | ... |`` with one row per experiment and test set.
+
+    Each row is labelled with its test set's metric: ``metrics[testset]`` if given, else
+    ``metric`` (``west-score`` prints ``%WER`` for a CER too, so the wer file cannot tell).
+    """
+    metrics = metrics or {}
     beams = sorted(set().union(*(e.beams() for e in experiments)))
     testsets = sorted(set().union(*(e.testsets() for e in experiments)), key=natural_key)
     rows = []
@@ -249,7 +258,7 @@ def beam_table(experiments: Sequence[Experiment], metric: str = "WER") -> str:
         for t in testsets:
             if t not in e.testsets():
                 continue
-            label = metric
+            label = metrics.get(t, metric)
             if len(testsets) > 1:
                 label += f" {t}"
             if len(experiments) > 1:

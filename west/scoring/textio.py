@@ -4,15 +4,32 @@ A line is split at its first run of whitespace; the transcript may be empty (a k
 its line). Blank lines are skipped. Anything else that is wrong (bytes that are not UTF-8, a key
 seen twice) is an error that names the file and the line, because a silently dropped or
 overwritten utterance changes the score without anyone noticing.
+
+The path ``-`` reads standard input (named ``<stdin>`` in errors).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
+
+STDIN = "-"
 
 
 class TextFileError(ValueError):
     """A Kaldi text file that cannot be read; the message names the file and line."""
+
+
+@contextmanager
+def _open_bytes(path: str | Path) -> Iterator[tuple[str, BinaryIO]]:
+    if str(path) == STDIN:
+        yield "<stdin>", sys.stdin.buffer
+    else:
+        with open(path, "rb") as f:
+            yield str(path), f
 
 
 def read_kaldi_text(path: str | Path) -> dict[str, str]:
@@ -22,10 +39,9 @@ def read_kaldi_text(path: str | Path) -> dict[str, str]:
         TextFileError: on non-UTF-8 bytes or a duplicate key (message: ``file:line: what``).
         OSError: if the file cannot be opened.
     """
-    path = Path(path)
     texts: dict[str, str] = {}
     first_seen: dict[str, int] = {}
-    with open(path, "rb") as f:
+    with _open_bytes(path) as (path, f):
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
