@@ -201,3 +201,22 @@ def test_training_leaves_out_audio_longer_than_the_encoder_takes(
         model, DataArguments(data_path=str(data), cut_long_audio=True), str(data), args
     )
     assert {u.key: u.cut_seconds for u in cut.utts}["long"] == 30.0
+
+
+def test_deepspeed_optimizer_section_refuses_west_per_part_rates(tmp_path):
+    """The reference's DeepSpeed json runs its own AdamW and WarmupLR over every trained
+    tensor: WeST's per-part rates and CTC-only steps would be silently ignored, so they stop
+    the run instead."""
+    pytest.importorskip("deepspeed")
+    from west.distributed import check_deepspeed_optimizer
+
+    recipe = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "librispeech")
+    reference = os.path.join(recipe, "conf", "ds_config_zero3_reference.json")
+    plain = os.path.join(recipe, "conf", "ds_config_zero3.json")
+    out = ["--output_dir", str(tmp_path)]
+    _, _, args = parse_args(["--deepspeed", reference, "--lora_learning_rate", "1e-4", *out])
+    with pytest.raises(ValueError, match=r"optimizer and scheduler section.*lora_learning_rate"):
+        check_deepspeed_optimizer(args)
+    for flags in (["--deepspeed", reference], ["--deepspeed", plain, "--ctc_only_steps", "5"]):
+        _, _, args = parse_args([*flags, *out])
+        check_deepspeed_optimizer(args)  # nothing WeST-specific to lose: no error
