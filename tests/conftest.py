@@ -7,8 +7,11 @@ The tokenizer (with its chat template) is SmolLM2's, read from the GGUF file tha
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,54 @@ def synthesize(text: str, path: Path, voice: str = "en-us", speed: int = 160) ->
         capture_output=True,
     )
     return path
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (torchrun starts each worker in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_when(cmd: list[str], env: dict, ready, timeout: float = 600) -> bool:
+    """Start `cmd`; SIGKILL it and every process below it at once (torchrun and its workers,
+    as a crashed node would lose them) as soon as `ready()` holds. True if it was killed."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if ready():
+            for pid in [proc.pid, *descendants(proc.pid)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.wait()
+            return True
+        time.sleep(0.02)
+    proc.wait()
+    return False
+
+
+def repeat_keys(data: Path, out: Path, copies: int) -> Path:
+    """`data`'s utterances `copies` times over, keys suffixed `_0`, `_1`, ...: a list long
+    enough for an epoch of several steps, from the few recordings there are."""
+    utts = [json.loads(x) for x in data.read_text().splitlines()]
+    out.write_text(
+        "".join(
+            json.dumps(dict(u, key=f"{u['key']}_{r}")) + "\n" for r in range(copies) for u in utts
+        )
+    )
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -29,13 +29,13 @@ from west.data.audio import (
 from west.data.batching import collate
 from west.data.dataset import DataError, SpeechDataset, Utterance, read_kaldi_table
 from west.data.segment import split_points
-from west.models.build import build_model
+from west.distributed import barrier, rank_and_world
+from west.models.build import WEIGHTS_NAME, build_model
 from west.models.speech_llm import SpeechLLM
 from west.results import gather_parts, merge, part_path, read_done_keys
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_NAME = "model.safetensors"
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
@@ -94,13 +94,13 @@ def recognize(
     N-th utterance of that order into its own part file; when all are done, rank 0 merges
     them (west.results). Every rank must call this with the same arguments.
     """
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     result_path = Path(result_path)
     if rank == 0:
         result_path.parent.mkdir(parents=True, exist_ok=True)
         # An earlier run's parts (any number of processes) count as done.
         gather_parts(result_path)
-    _barrier(world)
+    barrier()
     done = read_done_keys(result_path)
     todo = sorted((u for u in utts if u.key not in done), key=lambda u: -u.duration)
     shard = todo[rank::world]
@@ -130,7 +130,7 @@ def recognize(
         engine,
         max_speech_seconds,
     )
-    _barrier(world)
+    barrier()
     if rank == 0:
         lines = merge(result_path, [u.key for u in utts])
         long_keys = [u.key for u in utts if u.duration > max_speech_seconds]
@@ -223,18 +223,6 @@ def _decode(
         else "",
     )
     return stats
-
-
-def _rank_and_world() -> tuple[int, int]:
-    """(rank, world size) of a torch.distributed run; (0, 1) without one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        torch.distributed.barrier()
 
 
 def _is_file(path: str | os.PathLike) -> bool:

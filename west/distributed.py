@@ -78,10 +78,17 @@ def gathered(params: Iterable[torch.Tensor], modifier_rank: int | None = None) -
         yield
 
 
-def rank() -> int:
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed run this process is in; (0, 1) without one."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return int(os.environ.get("RANK", "0"))
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def barrier() -> None:
+    """Wait for every process of the run (nothing to wait for without one)."""
+    if rank_and_world()[1] > 1:
+        torch.distributed.barrier()
 
 
 def decided_by_rank0(decide: Callable[[], T]) -> T:
@@ -90,9 +97,10 @@ def decided_by_rank0(decide: Callable[[], T]) -> T:
     For decisions with side effects on shared storage (setting incomplete checkpoints
     aside): one process acts, the others wait for it and use what it found.
     """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    rank, world = rank_and_world()
+    if world == 1:
         return decide()
-    answer = [decide() if torch.distributed.get_rank() == 0 else None]
+    answer = [decide() if rank == 0 else None]
     torch.distributed.broadcast_object_list(answer, src=0)
     return answer[0]
 

@@ -42,10 +42,9 @@ def read_done_keys(path: Path) -> set[str]:
     """Keys already written to a result file (only whole lines count)."""
     if not path.is_file():
         return set()
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
+    data = whole_lines(path)
+    if len(data) < path.stat().st_size:
         # A killed writer left half a line: cut it so the file holds only whole lines.
-        data = data[: data.rfind(b"\n") + 1]
         path.write_bytes(data)
     return {line.split(maxsplit=1)[0] for line in data.decode("utf-8").splitlines() if line.strip()}
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import kill_when, repeat_keys
 from safetensors.torch import load_file
 
 deepspeed = pytest.importorskip("deepspeed", reason="pip install -e .[deepspeed]")
@@ -56,12 +55,7 @@ ALL_JOINT = ["--lora_rank", "4", "--ctc_weight", "0.5", "--ctc_vocab", "train",
 @pytest.fixture(scope="module")
 def data(speech_dir, tmp_path_factory) -> Path:
     """12 utterances: the 6 recordings under 2 keys each."""
-    utts = [json.loads(x) for x in (speech_dir / "data.jsonl").read_text().splitlines()]
-    out = tmp_path_factory.mktemp("data") / "data.jsonl"
-    out.write_text(
-        "".join(json.dumps(dict(u, key=f"{u['key']}_{r}")) + "\n" for r in range(2) for u in utts)
-    )
-    return out
+    return repeat_keys(speech_dir / "data.jsonl", tmp_path_factory.mktemp("data") / "data.jsonl", 2)
 
 
 @pytest.fixture(scope="module")
@@ -101,42 +95,6 @@ def _run(cmd) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc.stderr + proc.stdout
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (torchrun starts each worker in a session of its own)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _kill_when(cmd, ready, timeout=600) -> bool:
-    """Start `cmd`; SIGKILL torchrun and both workers at once (as a crashed node would lose
-    them) as soon as `ready()` holds."""
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while proc.poll() is None and time.time() < deadline:
-        if ready():
-            for pid in [proc.pid, *_descendants(proc.pid)]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            proc.wait()
-            return True
-        time.sleep(0.02)
-    proc.wait()
-    return False
 
 
 def _losses(exp: Path) -> dict[int, float]:
@@ -220,7 +178,7 @@ def test_zero3_killed_resumes_saves_decodes(
 ):
     exp = tmp_path / "exp"
     cmd = _cmd(tiny_llm, tiny_whisper, data, exp, SETUPS[setup], ZERO3)
-    killed = _kill_when(cmd, lambda: (exp / "checkpoint-2" / "west_complete").is_file())
+    killed = kill_when(cmd, ENV, lambda: (exp / "checkpoint-2" / "west_complete").is_file())
     assert killed and not (exp / f"checkpoint-{STEPS}" / "west_complete").exists()
     log = _run(cmd)  # the same command resumes from the newest complete checkpoint
     assert "resuming from" in log
@@ -236,7 +194,7 @@ def test_killed_zero3_run_ends_where_an_unbroken_one_does(
     whole, _ = unbroken_zero3
     exp = tmp_path / "exp"
     cmd = _cmd(tiny_llm, tiny_whisper, data, exp, ALL_JOINT, ZERO3)
-    assert _kill_when(cmd, lambda: (exp / "checkpoint-2" / "west_complete").is_file())
+    assert kill_when(cmd, ENV, lambda: (exp / "checkpoint-2" / "west_complete").is_file())
     _run(cmd)
     assert _losses(exp) == pytest.approx(_losses(whole), rel=1e-5)
     final, expected = load_file(exp / "model.safetensors"), load_file(whole / "model.safetensors")

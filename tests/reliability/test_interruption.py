@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_when, repeat_keys
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
 
@@ -18,12 +17,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
 @pytest.fixture(scope="module")
 def many_utts(speech_dir, tmp_path_factory) -> Path:
     """24 utterances (the 6 recordings under 4 keys each), so an epoch has many steps."""
-    lines = [json.loads(x) for x in (speech_dir / "data.jsonl").read_text().splitlines()]
-    out = tmp_path_factory.mktemp("many") / "data.jsonl"
-    out.write_text(
-        "".join(json.dumps(dict(u, key=f"{u['key']}_{r}")) + "\n" for r in range(4) for u in lines)
-    )
-    return out
+    return repeat_keys(speech_dir / "data.jsonl", tmp_path_factory.mktemp("many") / "data.jsonl", 4)
 
 
 def _train_cmd(tiny_llm, tiny_whisper, data, exp, max_steps):
@@ -71,20 +65,6 @@ def _run(cmd):
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-def _kill_when(cmd, ready, timeout=300):
-    """Start `cmd`, SIGKILL it as soon as `ready()` holds; return True if it was killed."""
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while proc.poll() is None and time.time() < deadline:
-        if ready():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(0.02)
-    proc.wait()
-    return False
-
-
 def _order(exp: Path) -> dict[int, str]:
     """step -> keys; a step redone after a kill keeps its last record."""
     order = {}
@@ -107,7 +87,9 @@ def test_training_killed_resumes_same_steps_schedule_and_order(
     _run(_train_cmd(tiny_llm, tiny_whisper, many_utts, whole, steps))
 
     cmd = _train_cmd(tiny_llm, tiny_whisper, many_utts, broken, steps)
-    killed = _kill_when(cmd, lambda: (broken / "checkpoint-3" / "west_complete").is_file())
+    killed = kill_when(
+        cmd, ENV, lambda: (broken / "checkpoint-3" / "west_complete").is_file(), timeout=300
+    )
     assert killed, "training finished before it could be killed"
     assert not (broken / "checkpoint-9").exists()
     _run(cmd)  # same command: resumes from the newest complete checkpoint
@@ -175,7 +157,9 @@ def test_decoding_killed_resumes_with_one_line_per_key(
     def some_lines():
         return broken.is_file() and broken.read_text().count("\n") >= 3
 
-    assert _kill_when(cmd(broken), some_lines), "decoding finished before it could be killed"
+    assert kill_when(cmd(broken), ENV, some_lines, timeout=300), (
+        "decoding finished before it could be killed"
+    )
     # Simulate a kill in the middle of writing a line too.
     with open(broken, "a") as f:
         f.write("half_written_key some wor")

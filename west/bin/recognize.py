@@ -21,6 +21,7 @@ from datetime import timedelta
 
 import torch
 
+from west import distributed
 from west.api import load_model, recognize
 from west.data.dataset import read_data, validate
 from west.models.speech_llm import ENGINES
@@ -127,7 +128,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    world_size = distributed.world_size()
     rank = int(os.environ.get("RANK", 0))
     where = f" rank {rank}/{world_size}" if world_size > 1 else ""
     logging.basicConfig(

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from west.config import ModelArguments
-from west.distributed import full_shape, gathered, is_partitioned, rank
+from west.distributed import full_shape, gathered, is_partitioned, rank_and_world
 from west.models.encoder import build_encoder
 from west.models.llm import add_lora, build_prompt, load_llm
 from west.models.projector import build_projector
@@ -112,5 +112,5 @@ def load_trained(model: SpeechLLM, path: str | Path) -> None:
         for k, v in saved.items():
             # Under ZeRO-3 rank 0 writes the whole tensor and DeepSpeed partitions it again.
             with gathered([own[k]], modifier_rank=0):
-                if rank() == 0 or not is_partitioned(own[k]):
+                if rank_and_world()[0] == 0 or not is_partitioned(own[k]):
                     own[k].copy_(v.to(own[k].dtype))
