@@ -29,22 +29,12 @@ shift 2
 
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
 
-newest_checkpoint() {
-  local d best="" step=-1
-  for d in "$1"/checkpoint-*; do
-    if [ -f "$d/west_complete" ] && [ "${d##*-}" -gt "$step" ]; then
-      step=${d##*-}
-      best=$d
-    fi
-  done
-  echo "$best"
-}
-
 if [ -z "$model_dir" ]; then
   if [ -f "$exp_dir/.train.done" ] && [ -f "$exp_dir/model.safetensors" ]; then
     model_dir=$exp_dir
   else
-    model_dir=$(newest_checkpoint "$exp_dir")
+    # The newest checkpoint-N holding west_complete (west/checkpoint.py), or nothing.
+    model_dir=$(python -m west.checkpoint "$exp_dir" 2>/dev/null || true)
   fi
   if [ -z "$model_dir" ]; then
     echo "$0: $exp_dir: no trained model (model.safetensors after training, or a" \

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import transformers
 
+from west.checkpoint import CONFIG_NAME
 from west.distributed import has_accelerator, world_size
-
-CONFIG_NAME = "west_config.json"
 
 
 @dataclass

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from west.api import WEIGHTS_NAME, _is_file
+from west.api import _is_file
+from west.checkpoint import STATE_NAME, WEIGHTS_NAME, newest_file
 from west.config import ModelArguments
 
 logger = logging.getLogger(__name__)
@@ -19,17 +20,9 @@ logger = logging.getLogger(__name__)
 def training_summary(model_dir: str | Path) -> dict | None:
     """Steps, epochs and final losses from `trainer_state.json` in `model_dir` (or its newest
     checkpoint-N); None if there is none."""
-    model_dir = Path(model_dir)
-    path = model_dir / "trainer_state.json"
-    if not path.is_file():
-        ckpts = sorted(
-            (int(d.name.split("-")[1]), d)
-            for d in model_dir.glob("checkpoint-*")
-            if d.name.split("-")[1].isdigit() and (d / "trainer_state.json").is_file()
-        )
-        if not ckpts:
-            return None
-        path = ckpts[-1][1] / "trainer_state.json"
+    path = newest_file(model_dir, STATE_NAME)
+    if path is None:
+        return None
     state = json.loads(path.read_text())
     log = state.get("log_history", [])
     losses = [h for h in log if "loss" in h]

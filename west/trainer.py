@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,13 +23,12 @@ from safetensors.torch import save_file
 from transformers import Trainer, get_scheduler
 from transformers.trainer import SCHEDULER_NAME
 
+from west.checkpoint import COMPLETE_MARKER, WEIGHTS_NAME, newest_checkpoint, set_aside_incomplete
 from west.data.batching import LengthGroupedSampler
 from west.distributed import decided_by_rank0, gathered
-from west.models.build import WEIGHTS_NAME, load_trained
+from west.models.build import load_trained
 
 logger = logging.getLogger(__name__)
-
-COMPLETE_MARKER = "west_complete"
 
 
 def resume_checkpoint(output_dir: str | os.PathLike) -> str | None:
@@ -42,23 +39,9 @@ def resume_checkpoint(output_dir: str | os.PathLike) -> str | None:
 
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     """Newest `checkpoint-N` holding the completion marker; incomplete ones are set aside."""
-    out = Path(output_dir)
-    if not out.is_dir():
-        return None
-    found = []
-    for d in out.iterdir():
-        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-        if m and d.is_dir():
-            if (d / COMPLETE_MARKER).is_file():
-                found.append((int(m.group(1)), d))
-            else:
-                aside = d.with_name(f"incomplete-{d.name}")
-                shutil.rmtree(aside, ignore_errors=True)
-                d.rename(aside)
-                logger.warning(
-                    "%s was not completely written (killed while saving?): moved to %s", d, aside
-                )
-    return str(max(found)[1]) if found else None
+    set_aside_incomplete(output_dir)
+    ckpt = newest_checkpoint(output_dir)
+    return str(ckpt) if ckpt else None
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:

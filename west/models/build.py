@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from west.checkpoint import WEIGHTS_NAME
 from west.config import ModelArguments
 from west.distributed import full_shape, gathered, is_partitioned, rank_and_world
 from west.models.encoder import build_encoder
@@ -17,8 +18,6 @@ from west.models.projector import build_projector
 from west.models.speech_llm import SpeechLLM
 
 logger = logging.getLogger(__name__)
-
-WEIGHTS_NAME = "model.safetensors"  # what a WeST checkpoint holds: the trained tensors
 
 
 def count_params(module: torch.nn.Module, trainable_only: bool = False) -> int:

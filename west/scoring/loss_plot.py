@@ -8,14 +8,12 @@ with ``loss`` are training points, those with ``eval_loss`` evaluation points, b
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STATE_FILE = "trainer_state.json"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
+from west.checkpoint import STATE_NAME as STATE_FILE
+from west.checkpoint import newest_file
 
 PARTS = ("lm_loss", "ctc_loss")
 
@@ -37,19 +35,12 @@ class LossCurves:
 
 def find_state_file(run_dir: Path) -> Path:
     """``run_dir/trainer_state.json``, else the one in the highest ``checkpoint-N/``."""
-    top = run_dir / STATE_FILE
-    if top.is_file():
-        return top
-    checkpoints = [
-        (int(m.group(1)), p)
-        for p in run_dir.glob("checkpoint-*")
-        if (m := _CHECKPOINT.match(p.name)) and (p / STATE_FILE).is_file()
-    ]
-    if not checkpoints:
+    path = newest_file(run_dir, STATE_FILE)
+    if path is None:
         raise TrainerStateError(
             f"{run_dir}: no {STATE_FILE}, neither at the top nor in a checkpoint-N/ folder"
         )
-    return max(checkpoints)[1] / STATE_FILE
+    return path
 
 
 def read_curves(run_dir: str | Path, name: str | None = None) -> LossCurves:

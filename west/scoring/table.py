@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CONFIG_NAME = "west_config.json"
-WEIGHTS_NAME = "model.safetensors"
+from west.checkpoint import CONFIG_NAME, WEIGHTS_NAME, newest_file
+
 # Published parameter counts of the openai-whisper checkpoints (whisper's README).
 WHISPER_SIZES = {
     "tiny": "39M",
@@ -142,14 +142,7 @@ def projector_name(projector: str, params: int | None) -> str:
 
 def find_config(exp_dir: Path) -> Path | None:
     """``exp_dir/west_config.json``, else the one in the highest ``checkpoint-N/``, else None."""
-    if (exp_dir / CONFIG_NAME).is_file():
-        return exp_dir / CONFIG_NAME
-    checkpoints = [
-        (int(m.group(1)), p / CONFIG_NAME)
-        for p in exp_dir.glob("checkpoint-*")
-        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / CONFIG_NAME).is_file()
-    ]
-    return max(checkpoints)[1] if checkpoints else None
+    return newest_file(exp_dir, CONFIG_NAME)
 
 
 def count_projector_params(weights: Path) -> int | None:
