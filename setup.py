@@ -15,7 +15,8 @@ setup(
         # ZeRO-3 training, on GPUs and on CPU (gloo). 0.19.3: ZeRO-3 with the non-reentrant
         # gradient checkpointing WeST uses; 0.19.2 and older raise CheckpointError in backward.
         "deepspeed": ["deepspeed>=0.19.3"],
-        "dev": ["pytest", "hypothesis", "ruff"],
+        # openai: the official client, which the west-serve tests talk to the server with.
+        "dev": ["pytest", "hypothesis", "ruff", "openai"],
     },
     entry_points={
         "console_scripts": [
@@ -24,6 +25,7 @@ setup(
             "west-score = west.bin.score:main",
             "west-transcribe = west.bin.transcribe:main",
             "west-export = west.bin.export:main",
+            "west-serve = west.bin.serve:main",
         ],
     },
 )

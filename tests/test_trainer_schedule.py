@@ -15,7 +15,7 @@ from west.trainer import WestTrainer
 def _trainer(model_args, tmp_path, lora_rank=2, **kwargs) -> WestTrainer:
     torch.manual_seed(0)
     config = dataclasses.replace(
-        model_args, ctc_weight=1.0, lora_rank=lora_rank, encoder_trainable_layers=1
+        model_args, ctc_conf={"weight": 1.0}, lora_rank=lora_rank, encoder_trainable_layers=1
     )
     args = TrainingArguments(
         output_dir=str(tmp_path),
@@ -98,3 +98,23 @@ def test_lora_and_encoder_blocks_get_their_own_rates(model_args, tmp_path):
             continue
         expected = 2e-4 if "lora_" in name else 5e-5 if name.startswith("encoder_top.") else 1e-3
         assert rate[id(p)] == pytest.approx(expected, rel=1e-6), name
+
+
+def test_optimizer_groups_come_from_the_models_parts(model_args, tmp_path):
+    """Every trained parameter is in exactly one of the model's parts, and each optimizer
+    group holds parameters of parts with one rate and one schedule."""
+    trainer = _trainer(model_args, tmp_path, lora_learning_rate=2e-4, encoder_learning_rate=5e-5)
+    model = trainer.model
+    parts = model.param_groups()
+    assert set(parts) == {"encoder", "projector", "ctc", "lora"}
+    ids = [id(p) for ps in parts.values() for p in ps]
+    trained = [id(p) for p in model.parameters() if p.requires_grad]
+    assert sorted(ids) == sorted(trained) and len(set(ids)) == len(ids)
+    assert parts["ctc"] == [model.ctc.blank]
+    part_of = {id(p): part for part, ps in parts.items() for p in ps}
+    expected = {"encoder": (5e-5, "speech"), "projector": (1e-3, "speech"),
+                "ctc": (1e-3, "speech"), "lora": (2e-4, "llm")}  # fmt: skip
+    for group in trainer.optimizer.param_groups:
+        for p in group["params"]:
+            rate, schedule = expected[part_of[id(p)]]
+            assert (group["initial_lr"], group["west_part"]) == (pytest.approx(rate), schedule)

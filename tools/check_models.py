@@ -22,11 +22,10 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
 from transformers import HfArgumentParser
 
 from west.config import DataArguments, ModelArguments, TrainingArguments
-from west.utils import DECODE_KEY, yaml_to_argv
+from west.utils import DECODE_KEY, read_config, yaml_to_argv
 
 # What an LLM needs from the Hub; LLaMA repos also hold the original .pth weights.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
@@ -38,9 +37,10 @@ class Unresolvable(Exception):
 
 
 def check_keys(config: Path) -> None:
-    conf = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    if not isinstance(conf, dict):
-        raise Unresolvable(f"{config}: expected a mapping of west-train flag: value")
+    try:
+        conf = read_config(config)  # with its `base:` merged in, as west-train reads it
+    except (ValueError, FileNotFoundError) as e:
+        raise Unresolvable(str(e)) from None
     known = {
         f.name
         for cls in (ModelArguments, DataArguments, TrainingArguments)

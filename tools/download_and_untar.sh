@@ -22,7 +22,7 @@ name=$(basename "$url")
 archive=$dir/$name
 marker=$dir/.$name.unpacked
 
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
+. "$(dirname "$0")/log.sh"
 
 md5_of() {
   if command -v md5sum > /dev/null; then md5sum "$1" | cut -d' ' -f1; else md5 -q "$1"; fi

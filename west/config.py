@@ -3,7 +3,13 @@
 `ModelArguments` is everything needed to rebuild the model: it is written as
 `west_config.json` beside every checkpoint so decoding never repeats model flags
 (WeNet's `train.yaml`). `DataArguments` says where the data is, and
-`TrainingArguments` extends Hugging Face's with the seed's extra flags.
+`TrainingArguments` extends Hugging Face's with WeST's extra flags (and the 2024
+reference's old names).
+
+Parts with several settings are configured as one block (WeNet's `*_conf`):
+`ctc_conf: {weight, vocab, compression}` and `projector_conf: {...}` (the chosen
+projector's constructor arguments). On the command line a block is a JSON mapping,
+`--ctc_conf '{"weight": 1.0}'`; in a `--config` yaml, a mapping.
 """
 
 from __future__ import annotations
@@ -13,11 +19,97 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import transformers
 
 from west.checkpoint import CONFIG_NAME
 from west.distributed import has_accelerator, world_size
+
+CTC_VOCABS = ("full", "train")
+COMPRESSIONS = ("none", "ctc", "ctc_soft")
+# west_config.json keys written before the CTC settings became `ctc_conf`
+OLD_CTC_KEYS = {"ctc_weight": "weight", "ctc_vocab": "vocab", "speech_compression": "compression"}
+# Fields naming a file or folder: written as absolute paths when they exist here, so a
+# checkpoint loads from any working directory (hub names stay as they are).
+PATH_FIELDS = (
+    "llm_model_name_or_path",
+    "llm_gguf_file",
+    "whisper_model_name_or_path",
+    "chat_template",
+    "projector_model_path",
+)
+
+
+@dataclass(frozen=True)
+class CTCConf:
+    """The CTC branch (`ctc_conf`).
+
+    weight: of the auxiliary CTC loss on the projected frames (0 = no CTC branch);
+    vocab: the tokens it scores: full (the LLM's vocabulary) or train (those in the
+      training transcripts: a 50k-150k-way output shrinks to a few thousand);
+    compression: what the LLM reads: none (every projected frame), ctc (blank frames
+      dropped, repeats averaged), ctc_soft (as ctc, on CTC-posterior mixes of the LLM's
+      token embeddings); ctc and ctc_soft need weight > 0.
+    """
+
+    weight: float = 0.0
+    vocab: str = "full"
+    compression: str = "none"
+
+    def __post_init__(self):
+        if self.vocab not in CTC_VOCABS:
+            raise ValueError(f"ctc_conf: unknown vocab {self.vocab!r}; known: {CTC_VOCABS}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(
+                f"ctc_conf: unknown compression {self.compression!r}; known: {COMPRESSIONS}"
+            )
+        if self.compression != "none" and self.weight <= 0:
+            raise ValueError(
+                f"ctc_conf: compression {self.compression!r} needs the CTC branch: "
+                "set its weight > 0"
+            )
+
+    @classmethod
+    def from_mapping(cls, conf: dict[str, Any]) -> CTCConf:
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(conf) - set(known))
+        if unknown:
+            raise ValueError(f"ctc_conf: unknown keys {unknown}; known: {known}")
+        conf = dict(conf)
+        if "weight" in conf:
+            try:
+                conf["weight"] = float(conf["weight"])
+            except (TypeError, ValueError):
+                msg = f"ctc_conf: weight must be a number, got {conf['weight']!r}"
+                raise ValueError(msg) from None
+        return cls(**conf)
+
+
+def parse_block(name: str, value: dict | str | None) -> dict:
+    """A `*_conf` block: a mapping, its JSON text (from the command line), or None ({})."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as e:
+            msg = f"--{name}: {e}; expected a JSON mapping such as '{{\"key\": 1}}'"
+            raise ValueError(msg) from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--{name}: expected a mapping of setting: value, got {value!r}")
+    return dict(value)
+
+
+def absolute_if_local(value: str | None) -> str | None:
+    """`value` as an absolute path when it names an existing file or folder, else as is."""
+    if not value or "{" in value or "\n" in value:  # a hub name, or an inline chat template
+        return value
+    try:
+        path = Path(value)
+        return str(path.resolve()) if path.exists() else value
+    except OSError:  # e.g. a name too long to be a path
+        return value
 
 
 @dataclass
@@ -41,10 +133,18 @@ class ModelArguments:
         metadata={"help": "encoder registry name: auto, whisper (openai), hf_whisper"},
     )
     projector: str = field(default="conv1d", metadata={"help": "projector registry name"})
+    # The 2024 reference's flat projector flags; the rest goes in projector_conf.
     encoder_projector_ds_rate: int = field(
         default=5, metadata={"help": "frames stacked (conv kernel = stride) per speech token"}
     )
     projector_hidden_size: int = field(default=2048)
+    projector_conf: dict | str | None = field(
+        default_factory=dict,
+        metadata={
+            "help": "more constructor arguments of the chosen projector, a JSON mapping "
+            '(e.g. \'{"num_layers": 4, "dropout": 0.1}\' for transformer)'
+        },
+    )
     projector_model_path: str | None = field(
         default=None,
         metadata={"help": "trained projector (and LoRA) weights, model.safetensors"},
@@ -86,31 +186,36 @@ class ModelArguments:
             "did; False gives the encoder only the real frames"
         },
     )
-    ctc_weight: float = field(
-        default=0.0,
-        metadata={"help": "weight of the auxiliary CTC loss on projected frames (0 = off)"},
+    ctc_conf: dict | str | None = field(
+        default_factory=dict,
+        metadata={
+            "help": "the CTC branch, a JSON mapping: weight (of its loss; 0 = off), vocab "
+            f"{CTC_VOCABS}, compression {COMPRESSIONS} (what the LLM reads); see CTCConf"
+        },
     )
     lm_weight: float = field(default=1.0, metadata={"help": "weight of the LLM's LM loss"})
-    ctc_vocab: str = field(
-        default="full",
-        metadata={
-            "help": "tokens the CTC branch scores: full (the LLM's vocabulary) or train (those "
-            "in the training transcripts: a 50k-150k-way output shrinks to a few thousand)"
-        },
-    )
-    speech_compression: str = field(
-        default="none",
-        metadata={
-            "help": "none: the LLM reads every projected frame; ctc: blank frames dropped and "
-            "repeats averaged (needs ctc_weight > 0); ctc_soft: as ctc, on CTC-posterior mixes "
-            "of the LLM's token embeddings"
-        },
-    )
+
+    def __post_init__(self):
+        self.projector_conf = parse_block("projector_conf", self.projector_conf)
+        ctc = CTCConf.from_mapping(parse_block("ctc_conf", self.ctc_conf))
+        self.ctc_conf = dataclasses.asdict(ctc)  # every key, as west_config.json shows it
+
+    @property
+    def ctc(self) -> CTCConf:
+        """`ctc_conf`, typed."""
+        return CTCConf(**self.ctc_conf)
 
     def save(self, directory: str | os.PathLike) -> Path:
+        """Write `west_config.json`, local paths made absolute (see PATH_FIELDS)."""
         path = Path(directory) / CONFIG_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n")
+        data = dataclasses.asdict(self)
+        for name in PATH_FIELDS:
+            data[name] = absolute_if_local(data[name])
+        gguf = self.llm_gguf_file
+        if gguf and (Path(self.llm_model_name_or_path) / Path(gguf).name).is_file():
+            data["llm_gguf_file"] = Path(gguf).name  # load_llm reads it from the LLM folder
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return path
 
     @classmethod
@@ -119,7 +224,7 @@ class ModelArguments:
         model_dir = Path(model_dir)
         for candidate in (model_dir / CONFIG_NAME, model_dir.parent / CONFIG_NAME):
             if candidate.is_file():
-                data = json.loads(candidate.read_text())
+                data = migrate(json.loads(candidate.read_text()), candidate)
                 known = {f.name for f in dataclasses.fields(cls)}
                 unknown = sorted(set(data) - known)
                 if unknown:
@@ -131,6 +236,16 @@ class ModelArguments:
             f"{model_dir}: no {CONFIG_NAME} here or in the parent folder; "
             "expected a WeST checkpoint folder written by west-train"
         )
+
+
+def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A west_config.json written before `ctc_conf`: its flat CTC keys moved into the block."""
+    old = {k: data.pop(k) for k in OLD_CTC_KEYS if k in data}
+    if old and data.get("ctc_conf"):
+        raise ValueError(f"{path}: both ctc_conf and the old keys {sorted(old)}; keep one")
+    if old:
+        data["ctc_conf"] = {OLD_CTC_KEYS[k]: v for k, v in old.items()}
+    return data
 
 
 @dataclass
@@ -167,11 +282,12 @@ class TrainingArguments(transformers.TrainingArguments):
         default=512, metadata={"help": "longest LLM sequence (prompt + speech + text) in tokens"}
     )
     evaluation_strategy: str | None = field(
-        default=None, metadata={"help": "old name of --eval_strategy, kept for the seed's command"}
+        default=None,
+        metadata={"help": "old name of --eval_strategy (the 2024 reference's command)"},
     )
     warmup_ratio: float | None = field(
         default=None,
-        metadata={"help": "old name of a fractional --warmup_steps, kept for the seed"},
+        metadata={"help": "old name of a fractional --warmup_steps (the 2024 reference)"},
     )
     optim: str = field(default="adamw_torch")
     remove_unused_columns: bool = field(default=False)
@@ -180,7 +296,9 @@ class TrainingArguments(transformers.TrainingArguments):
     )
     ctc_only_steps: int = field(
         default=0,
-        metadata={"help": "first steps train with the CTC loss alone (needs ctc_weight > 0)"},
+        metadata={
+            "help": "first steps train with the CTC loss alone (needs a ctc_conf weight > 0)"
+        },
     )
     joint_speech_training: bool = field(
         default=True,

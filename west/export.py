@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from west.api import _is_file
 from west.checkpoint import STATE_NAME, WEIGHTS_NAME, newest_file
 from west.config import ModelArguments
+from west.loader import find_relative, is_file
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +56,12 @@ def _tensor_counts(weights: Path) -> dict[str, int]:
     return counts
 
 
-def _absolute_if_local(name_or_path: str | None) -> str | None:
-    """A relative local path made absolute (it was relative to the training folder);
-    hub names and absolute paths stay as they are."""
-    if name_or_path and not Path(name_or_path).is_absolute() and Path(name_or_path).exists():
-        return str(Path(name_or_path).resolve())
-    return name_or_path
+def _absolute_if_local(name_or_path: str | None, model_dir: Path) -> str | None:
+    """A local path, found as west.load finds it (from here, else from the model folder and
+    the folders above it), made absolute; hub names, and paths found nowhere (the export
+    may be made where the encoder or LLM is not), stay as they are."""
+    found = find_relative(name_or_path, model_dir) if name_or_path else None
+    return str(found.resolve()) if found is not None else name_or_path
 
 
 def export_model(model_dir: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
@@ -85,16 +85,15 @@ def export_model(model_dir: str | Path, output_dir: str | Path, overwrite: bool 
     config = dataclasses.replace(
         config,
         projector_model_path=None,  # the weights are the folder's own model.safetensors
-        llm_model_name_or_path=_absolute_if_local(config.llm_model_name_or_path),
-        whisper_model_name_or_path=_absolute_if_local(config.whisper_model_name_or_path),
-        llm_gguf_file=_absolute_if_local(config.llm_gguf_file),
+        llm_model_name_or_path=_absolute_if_local(config.llm_model_name_or_path, model_dir),
+        whisper_model_name_or_path=_absolute_if_local(config.whisper_model_name_or_path, model_dir),
+        llm_gguf_file=_absolute_if_local(config.llm_gguf_file, model_dir),
     )
     template = config.chat_template
-    for base in (Path("."), model_dir, model_dir.parent):
-        if template and _is_file(base / template):
-            shutil.copyfile(base / template, out / "chat_template.jinja")
-            config = dataclasses.replace(config, chat_template="chat_template.jinja")
-            break
+    found = find_relative(template, model_dir) if template and "{" not in template else None
+    if found is not None and is_file(found):
+        shutil.copyfile(found, out / "chat_template.jinja")
+        config = dataclasses.replace(config, chat_template="chat_template.jinja")
     shutil.copyfile(weights, out / WEIGHTS_NAME)
     config.save(out)
     summary = training_summary(model_dir)

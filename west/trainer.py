@@ -4,7 +4,8 @@
   `west_config.json`, and a `west_complete` marker written last: a checkpoint without
   it (killed while saving) is never resumed from.
 - Batches are grouped by length (seeded by epoch, so a resumed run keeps its order).
-- LoRA adapters (and trained encoder blocks) may have their own learning rate.
+- LoRA adapters (and trained encoder blocks) may have their own learning rate; the model
+  says which parameters are which (`SpeechLLM.param_groups`).
 - With a CTC-only warm-up each part gets the configured schedule over the steps it learns in:
   the speech side (encoder blocks, projector, CTC blank) over the warm-up and again over the
   joint steps (or only over the warm-up, `--joint_speech_training False`), the LLM side (LoRA)
@@ -121,34 +122,42 @@ class WestTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
-            # Groups by (learning rate, weight decay, part): LoRA adapters and trained encoder
-            # blocks may have their own rates, and the parts their own schedules.
-            lora_lr = getattr(self.args, "lora_learning_rate", None) or self.args.learning_rate
-            encoder_lr = getattr(self.args, "encoder_learning_rate", None)
-            encoder_lr = encoder_lr or self.args.learning_rate
             model = self.model
-            decay = set(self.get_decay_parameter_names(model))
-            groups: dict[tuple[float, float, str], list[torch.nn.Parameter]] = defaultdict(list)
-            for n, p in model.named_parameters():
-                if not p.requires_grad:
-                    continue
-                if "lora_" in n:
-                    lr, part = lora_lr, "llm"
-                elif n.startswith("llm."):
-                    lr, part = self.args.learning_rate, "llm"
-                elif n.startswith(("encoder.", "encoder_top.")):
-                    lr, part = encoder_lr, "speech"
-                else:
-                    lr, part = self.args.learning_rate, "speech"
-                wd = self.args.weight_decay if n in decay else 0.0
-                groups[(lr, wd, part)].append(p)
-            params = [
-                {"params": ps, "lr": lr, "weight_decay": wd, "west_part": part}
-                for (lr, wd, part), ps in groups.items()
-            ]
             cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            self.optimizer = cls(params, **kwargs)
+            self.optimizer = cls(self.optimizer_groups(model), **kwargs)
         return super().create_optimizer()
+
+    def optimizer_groups(self, model) -> list[dict]:
+        """One group per (learning rate, weight decay, schedule part) of the model's trained
+        parameters, in the model's parameter order.
+
+        LoRA adapters and trained encoder blocks may have their own rates; the schedule
+        parts are "speech" (encoder blocks, projector, CTC blank) and "llm" (LoRA, LLM).
+        """
+        args = self.args
+        lr = {
+            "encoder": getattr(args, "encoder_learning_rate", None) or args.learning_rate,
+            "projector": args.learning_rate,
+            "ctc": args.learning_rate,
+            "lora": getattr(args, "lora_learning_rate", None) or args.learning_rate,
+            "llm": args.learning_rate,
+        }
+        schedule = {"lora": "llm", "llm": "llm"}  # the other parts: "speech"
+        part_of = {id(p): part for part, ps in model.param_groups().items() for p in ps}
+        decay = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple[float, float, str], list[torch.nn.Parameter]] = defaultdict(list)
+        for n, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if id(p) not in part_of:
+                raise ValueError(f"trained parameter {n} is in none of the model's param_groups")
+            part = part_of[id(p)]
+            wd = args.weight_decay if n in decay else 0.0
+            groups[(lr[part], wd, schedule.get(part, "speech"))].append(p)
+        return [
+            {"params": ps, "lr": rate, "weight_decay": wd, "west_part": part}
+            for (rate, wd, part), ps in groups.items()
+        ]
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         warm_up = getattr(self.args, "ctc_only_steps", 0)

@@ -1,7 +1,8 @@
 """Small helpers shared by the entry points: `--config FILE.yaml` for west-train and west-recognize.
 
 One yaml describes a run: its top-level keys are west-train's flags, and its `decode:`
-mapping holds west-recognize's (e.g. `decode: {engine: hf, num_beams: [1, 5]}`).
+mapping holds west-recognize's (e.g. `decode: {engine: hf, num_beams: [1, 5]}`). A
+`base: other.yaml` key makes it a change of another yaml (see read_config).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import yaml
 
 DECODE_KEY = "decode"  # the yaml's mapping of west-recognize flags; west-train skips it
+BASE_KEY = "base"  # the yaml this one changes (see read_config)
 
 
 def _config_path(argv: list[str]) -> tuple[Path, int] | None:
@@ -27,12 +29,58 @@ def _config_path(argv: list[str]) -> tuple[Path, int] | None:
     return path, i
 
 
-def read_config(path: Path) -> dict:
-    """The yaml's top-level mapping ({} for an empty file)."""
-    conf = yaml.safe_load(path.read_text()) or {}
+def _key_line(text: str, key: str) -> int:
+    """The 1-based line of a top-level ``key:`` in yaml ``text`` (0 if not found)."""
+    node = yaml.compose(text)
+    for k, _ in getattr(node, "value", []):
+        if getattr(k, "value", None) == key:
+            return k.start_mark.line + 1
+    return 0
+
+
+def _load_mapping(path: Path) -> tuple[dict, str]:
+    """The yaml's top-level mapping ({} for an empty file) and its text."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        conf = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ValueError(f"{where}: invalid yaml: {getattr(e, 'problem', e)}") from None
     if not isinstance(conf, dict):
         raise ValueError(f"{path}: expected a mapping of option: value")
-    return conf
+    return conf, text
+
+
+def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """The yaml's top-level mapping ({} for an empty file), with its ``base:`` merged in.
+
+    ``base: other.yaml`` (relative to this file) names a conf this one changes: the base's
+    mapping (itself read this way, so chains work) comes first, this file's keys win, and
+    the ``decode:`` mappings are merged key by key. A cycle, or a base that is not there,
+    is an error naming the files and the line of ``base:``.
+    """
+    path = Path(path)
+    chain = (*_chain, path.resolve())
+    conf, text = _load_mapping(path)
+    base = conf.pop(BASE_KEY, None)
+    if base is None:
+        return conf
+    where = f"{path}:{_key_line(text, BASE_KEY)}"
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"{where}: `{BASE_KEY}:` must name a yaml file, got {base!r}")
+    base_path = path.parent / base
+    if base_path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, base_path.resolve()))
+        raise ValueError(f"{where}: `{BASE_KEY}: {base}` makes a cycle: {cycle}")
+    if not base_path.is_file():
+        raise FileNotFoundError(f"{where}: `{BASE_KEY}: {base}`: no such file {base_path}")
+    merged = read_config(base_path, chain)
+    base_decode, own_decode = merged.get(DECODE_KEY), conf.get(DECODE_KEY)
+    merged.update(conf)
+    if isinstance(base_decode, dict) and isinstance(own_decode, dict):
+        merged[DECODE_KEY] = {**base_decode, **own_decode}
+    return merged
 
 
 def yaml_to_argv(argv: list[str]) -> list[str]:

@@ -32,7 +32,7 @@ decode_extra=           # more west-recognize flags
 . ../../tools/parse_options.sh || exit 1  # run from this folder
 set -euo pipefail
 
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
+. ../../tools/log.sh
 
 exp_dir=${exp_dir:-exp/$(basename "$conf" .yaml)}
 sets="train dev test"   # AISHELL-1's own split, prepared together
@@ -55,50 +55,10 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
   fi
 fi
 
-if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-  log "Stage 1: remove the word segmentation from the transcripts; check the models of $conf"
-  todo=()
-  for set in $sets; do
-    [ -f "$data_dir/$set/.norm.done" ] || todo+=("$data_dir/$set")
-  done
-  if [ ${#todo[@]} -gt 0 ]; then
-    python ../../tools/normalize_text.py --remove_spaces "${todo[@]}"
-    for d in "${todo[@]}"; do touch "$d/.norm.done"; done
-  fi
-  opts=()
-  [ "$fetch_models" = true ] && opts+=(--download)
-  [ -n "$llm" ] && opts+=(--llm_model_name_or_path "$llm")
-  [ -n "$encoder" ] && opts+=(--whisper_model_name_or_path "$encoder")
-  python ../../tools/check_models.py --config "$conf" "${opts[@]}"
-fi
-
-if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
-  log "Stage 2: train $conf on $train_set into $exp_dir"
-  data_path=$(for set in $train_set; do echo "$data_dir/$set/data.jsonl"; done | paste -sd,)
-  # After --config, so that it wins over the conf's `deepspeed:` key ("" turns DeepSpeed off).
-  ds_flags=()
-  if [ "$deepspeed" != auto ]; then
-    ds_flags=(--deepspeed "$deepspeed")
-  elif ! grep -q '^deepspeed:' "$conf"; then
-    ds_flags=(--deepspeed conf/ds_config_zero3.json)
-  fi
-  ../../tools/train.sh --nproc_per_node "$nproc_per_node" --num_nodes "$num_nodes" \
-    --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port" \
-    --llm "$llm" --encoder "$encoder" \
-    "$conf" "$data_path" "$exp_dir" "${ds_flags[@]}" $train_extra
-fi
-
-if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-  log "Stage 3: decode $test_sets with beams $beams"
-  # west-recognize reads its settings from the conf's `decode:` mapping, if any.
-  ../../tools/decode.sh --beams "$beams" --model_dir "$model_dir" \
-    --batch_size "$decode_batch_size" --dtype "$decode_dtype" \
-    --nproc_per_node "$decode_nproc_per_node" \
-    --extra "--config $conf $decode_extra" "$exp_dir" "$data_dir" $test_sets
-fi
-
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  log "Stage 4: score (CER) into $exp_dir/RESULTS.md"
-  ../../tools/score.sh --beams "$beams" --mode char --metric CER \
-    "$exp_dir" "$data_dir" $test_sets
-fi
+# Stages 1-4 (normalise text and check models, train, decode, score) are every recipe's:
+# tools/asr_stages.sh, with this corpus's text normalisation and scoring.
+text_norm=--remove_spaces
+text_norm_log="remove the word segmentation from the transcripts"
+score_opts=(--mode char --metric CER)
+score_log="CER"
+. ../../tools/asr_stages.sh

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The offline mini recipe: Whisper tiny.en + a conv1d projector + SmolLM2-135M-Instruct,
-# trained on CPU on an espeak-ng/MBROLA corpus synthesised from Debian's fortunes.
-# Needs no network: the models come from pip packages, the audio from espeak-ng.
+# The offline mini recipe: Whisper tiny.en + SmolLM2-135M-Instruct, trained on CPU on an
+# espeak-ng/MBROLA corpus synthesised from Debian's fortunes. Needs no network: the models come
+# from pip packages, the audio from espeak-ng.
+# The default set-up (conf/ctc_compress.yaml): a CTC branch (Whisper's last 2 blocks + a
+# Transformer projector) trained first, then LoRA on the frozen LLM, which reads the
+# CTC-compressed speech; decoding is joint CTC / LLM (--ctc_weight 0.5 in decode_extra).
 #
-#   cd examples/mini && ./run.sh                      # everything (training: an hour or so)
+#   cd examples/mini && ./run.sh                      # everything (about half an hour)
 #   ./run.sh --stage 1 --stop_stage 1 --nj 2          # the corpus only
-#   ./run.sh --conf conf/seed.yaml --stage 2          # another set-up -> exp/seed
+#   ./run.sh --conf conf/projector_only.yaml --stage 2   # another set-up -> exp/projector_only
 #
 # Stages: 0 models, 1 corpus, 2 train, 3 decode (beam sweep) and score, 4 results table,
 # loss plot and Whisper's own decoder as a reference row.
@@ -26,7 +29,7 @@ seed=777                # corpus seed: sentences, voices, speeds, pitches
 
 train_extra=            # more west-train flags, e.g. "--max_steps 3"
 decode_sets="dev test"  # sets to decode and score
-beams="1 3 5"           # beam sizes, each decoded into exp_dir/decode_<set>_beam<N>
+beams="1 3 5"           # beam sizes, each decoded into exp_dir/decode_<set>_beam<N>_<settings>
 decode_batch_size=16    # utterances per decoding batch (the text does not depend on it)
 decode_extra="--max_new_tokens 64 --ctc_weight 0.5"  # more west-recognize flags: joint CTC / LLM decoding
 threads=                # torch threads per process (OMP_NUM_THREADS) [default: torch's]
@@ -36,11 +39,7 @@ help_message="Usage: $0 [options]   (run in examples/mini)"
 
 set -euo pipefail
 
-log() {
-  # Time and place of the caller, as icefall's recipes do.
-  local fname=${BASH_SOURCE[1]##*/}
-  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
-}
+. ../../tools/log.sh
 
 if [ -z "${exp_dir}" ]; then
   exp_dir=exp/$(basename "${conf}" .yaml)
@@ -56,7 +55,7 @@ whisper=${model_dir}/whisper-tiny.en.pt
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
   log "Stage 0: pretrained models from the installed packages -> ${model_dir}"
   if [ ! -f ${model_dir}/.done ]; then
-    python -m west.bin.prepare_offline_models --output_dir ${model_dir}
+    python local/prepare_models.py --output_dir ${model_dir}
     touch ${model_dir}/.done
   fi
 fi

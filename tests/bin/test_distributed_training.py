@@ -37,19 +37,18 @@ STEPS = 6  # 12 utterances, 2 per process and step: 3 steps an epoch
 
 # The trained parts the recipe confs use, each on top of the previous one; one of them in
 # bf16, as the recipes train on GPUs (DeepSpeed then keeps fp32 master weights).
+CTC = '{"weight": 0.5, "vocab": "train"}'
 SETUPS = {
     "projector": [],
     "lora_bf16": ["--lora_rank", "4", "--bf16", "True"],
-    "ctc": ["--lora_rank", "4", "--ctc_weight", "0.5", "--ctc_vocab", "train",
-            "--ctc_only_steps", "1"],
-    "encoder_blocks": ["--lora_rank", "4", "--ctc_weight", "0.5", "--ctc_vocab", "train",
-                       "--ctc_only_steps", "1", "--encoder_trainable_layers", "1"],
+    "ctc": ["--lora_rank", "4", "--ctc_conf", CTC, "--ctc_only_steps", "1"],
+    "encoder_blocks": ["--lora_rank", "4", "--ctc_conf", CTC, "--ctc_only_steps", "1",
+                       "--encoder_trainable_layers", "1"],
 }  # fmt: skip
 # Every trained part at once, each learning at every step: the set-up the back-ends are
 # compared on. (During CTC-only steps the LoRA adapters get no gradient: torch's AdamW then
 # leaves them alone, DeepSpeed's counts the step, and later steps differ by design.)
-ALL_JOINT = ["--lora_rank", "4", "--ctc_weight", "0.5", "--ctc_vocab", "train",
-             "--encoder_trainable_layers", "1"]  # fmt: skip
+ALL_JOINT = ["--lora_rank", "4", "--ctc_conf", CTC, "--encoder_trainable_layers", "1"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +123,12 @@ def assert_one_run_of_two_processes(exp: Path, log: str) -> None:
 
 
 def assert_checkpoint_holds_what_was_trained(ckpt: Path, zero: int | None) -> None:
-    from west.api import load_model
+    from west.loader import load_model
 
     saved = load_file(ckpt / "model.safetensors")
     model = load_model(ckpt)
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert set(saved) - {"ctc_tokens"} == trained
+    assert set(saved) - {"ctc.tokens"} == trained
     assert (ckpt / "west_complete").is_file()
     if zero:  # the optimizer's slice per process; no file holds the frozen LLM or encoder
         step_dir = next(ckpt.glob("global_step*"))
@@ -150,9 +149,10 @@ def assert_checkpoint_holds_what_was_trained(ckpt: Path, zero: int | None) -> No
 
 
 def decode_and_score(model_dir: Path, data: Path, speech_dir: Path, tmp_path: Path, capsys):
-    from west.api import load_model, recognize
     from west.bin.score import main as score
     from west.data.dataset import read_data
+    from west.decode import recognize
+    from west.loader import load_model
 
     model = load_model(model_dir)
     hyp = tmp_path / "decode" / "text"

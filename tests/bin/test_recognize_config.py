@@ -7,9 +7,9 @@ import logging
 import pytest
 import torch
 
-from west.api import recognize
 from west.bin.recognize import parse_args
 from west.data.dataset import read_data, validate
+from west.decode import recognize
 from west.models.build import build_model
 from west.utils import yaml_to_argv
 

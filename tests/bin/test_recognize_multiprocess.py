@@ -155,7 +155,8 @@ def test_decode_sh_launches_torchrun(model_dir, speech_dir, tmp_path):
     cmd += ["--device", "cpu", "--extra", extra, str(exp), str(data), "test"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    out = exp / "decode_test_beam1"
+    # Named by beam and a tag of the other settings (tools/decode_tag.py).
+    (out,) = exp.glob("decode_test_beam1_*")
     assert _keys(out / "text") == KEYS and (out / ".done").is_file()
     (shards,) = _shards((out / "decode.log").read_text(), 2)
     assert sorted(shards[0] + shards[1]) == KEYS and shards[0] and shards[1]

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from west.bin.train import parse_args
 from west.config import ModelArguments
 
-SEED_FLAGS = """--bf16 False --num_train_epochs 5 --per_device_train_batch_size 2
+REFERENCE_FLAGS = """--bf16 False --num_train_epochs 5 --per_device_train_batch_size 2
 --per_device_eval_batch_size 1 --gradient_accumulation_steps 1 --evaluation_strategy no
 --save_strategy steps --save_steps 2 --save_total_limit 10 --learning_rate 3e-4
 --weight_decay 0.01 --adam_beta2 0.95 --warmup_ratio 0.01 --lr_scheduler_type cosine
@@ -42,7 +42,7 @@ def _run(args, **kw):
     return proc
 
 
-def test_seed_command_line_parses(tmp_path):
+def test_reference_command_line_parses(tmp_path):
     model, data, args = parse_args(
         [
             "--llm_model_name_or_path",
@@ -54,7 +54,7 @@ def test_seed_command_line_parses(tmp_path):
             "--output_dir",
             str(tmp_path),
         ]
-        + SEED_FLAGS
+        + REFERENCE_FLAGS
     )
     assert model.whisper_model_name_or_path == "tiny" and data.data_path == "train.jsonl"
     assert args.eval_strategy == "no" and args.warmup_steps == 0.01
@@ -73,6 +73,30 @@ def test_yaml_config_then_flags_override(tmp_path):
     assert args.learning_rate == 1e-3
 
 
+def test_conf_blocks_from_yaml_and_json_flags(tmp_path):
+    """`ctc_conf` and `projector_conf` blocks: a yaml mapping, or JSON on the command line
+    (a later flag replaces the whole block); both round-trip through west_config.json."""
+    conf = tmp_path / "exp.yaml"
+    conf.write_text(
+        "projector: transformer\nprojector_conf:\n  num_layers: 3\n  dropout: 0.0\n"
+        "ctc_conf:\n  weight: 1.0\n  vocab: train\n"
+    )
+    model, _, _ = parse_args(["--config", str(conf), "--output_dir", str(tmp_path)])
+    assert model.projector_conf == {"num_layers": 3, "dropout": 0.0}
+    assert model.ctc_conf == {"weight": 1.0, "vocab": "train", "compression": "none"}
+    model, _, _ = parse_args(
+        ["--config", str(conf), "--ctc_conf", '{"weight": 0.5, "compression": "ctc_soft"}',
+         "--output_dir", str(tmp_path)]
+    )  # fmt: skip
+    assert model.ctc_conf == {"weight": 0.5, "vocab": "full", "compression": "ctc_soft"}
+    model.save(tmp_path / "ckpt")
+    assert ModelArguments.load(tmp_path / "ckpt") == model
+    with pytest.raises(ValueError, match=r"ctc_conf: unknown keys \['wieght'\]"):
+        parse_args(["--ctc_conf", '{"wieght": 1}', "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="--projector_conf: .*expected a JSON mapping"):
+        parse_args(["--projector_conf", "num_layers=3", "--output_dir", str(tmp_path)])
+
+
 def test_train_resume_and_recognize(tiny_llm, tiny_whisper, speech_dir, tmp_path):
     exp = tmp_path / "exp"
     train = [
@@ -84,7 +108,7 @@ def test_train_resume_and_recognize(tiny_llm, tiny_whisper, speech_dir, tmp_path
         str(speech_dir / "data.jsonl"),
         "--output_dir",
         str(exp),
-        *SEED_FLAGS,
+        *REFERENCE_FLAGS,
     ]
     _run(train + ["--max_steps", "2"])
     ckpt = exp / "checkpoint-2"
@@ -122,7 +146,7 @@ def test_train_resume_and_recognize(tiny_llm, tiny_whisper, speech_dir, tmp_path
     lines = result.read_text(encoding="utf-8").splitlines()
     assert sorted(line.split(" ", 1)[0] for line in lines) == [f"utt{i}" for i in range(6)]
 
-    # The seed's three model flags instead of --model_dir give the same hypotheses.
+    # The 2024 reference's three model flags instead of --model_dir give the same hypotheses.
     result2 = tmp_path / "dec2" / "text"
     _run(
         [

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from safetensors.torch import save_file
 
 import west
@@ -24,13 +23,8 @@ from west.models.build import build_model
 FLAGS = ["--max_new_tokens", "6", "--batch_size", "4", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matrices: on a shared 2-core machine, threads only wait for each other.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# Tiny matrices: on a shared 2-core machine, threads only wait for each other.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -76,19 +76,20 @@ def test_trained_top_blocks_learn_from_cached_frames(model_args, utts, tmp_path)
 
 def test_ctc_over_training_tokens(model_args, utts, tmp_path):
     torch.manual_seed(0)
-    config = dataclasses.replace(model_args, ctc_weight=1.0, ctc_vocab="train")
+    config = dataclasses.replace(model_args, ctc_conf={"weight": 1.0, "vocab": "train"})
     model = build_model(config).eval()
     batch = _batch(model, utts)
     seen = sorted(
         {int(i) for row, n in zip(batch["text_ids"], batch["text_lens"]) for i in row[:n]}
     )
-    model.set_ctc_tokens(seen)
+    ctc = model.ctc
+    ctc.set_tokens(seen)
     speech, lens = model.speech_embeddings(batch["mel"], batch["mel_lens"])
-    logits = model.ctc_logits(speech)
+    logits = ctc.logits(speech, model.embed_tokens)
     assert logits.shape[-1] == len(seen) + 1
     # The same loss as scoring the full vocabulary with only these columns kept.
     full = speech.float() @ model.embed_tokens.weight.float().T
-    kept = torch.cat([full[..., seen], (speech.float() @ model.ctc_blank.float())[..., None]], -1)
+    kept = torch.cat([full[..., seen], (speech.float() @ ctc.blank.float())[..., None]], -1)
     index = {t: j for j, t in enumerate(seen)}
     targets = [
         torch.tensor([index[int(t)] for t in r[:n]])
@@ -102,19 +103,44 @@ def test_ctc_over_training_tokens(model_args, utts, tmp_path):
         blank=len(seen),
         zero_infinity=True,
     )
-    got = model.ctc_loss(speech, lens, batch["text_ids"], batch["text_lens"])
+    got = ctc.loss(speech, lens, batch["text_ids"], batch["text_lens"], model.embed_tokens)
     assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
-    assert model.ctc_token_ids(torch.tensor([0, len(seen) - 1])).tolist() == [seen[0], seen[-1]]
+    assert ctc.token_ids(torch.tensor([0, len(seen) - 1])).tolist() == [seen[0], seen[-1]]
     # A target token outside the vocabulary is left out, not an error.
-    model.set_ctc_tokens(seen[1:])
-    assert torch.isfinite(model.ctc_loss(speech, lens, batch["text_ids"], batch["text_lens"]))
+    ctc.set_tokens(seen[1:])
+    assert torch.isfinite(
+        ctc.loss(speech, lens, batch["text_ids"], batch["text_lens"], model.embed_tokens)
+    )
     # The vocabulary travels with the trained weights.
-    model.set_ctc_tokens(seen)
+    ctc.set_tokens(seen)
     save_file(model.trainable_state_dict(), str(tmp_path / "model.safetensors"))
     loaded = build_model(dataclasses.replace(config, projector_model_path=str(tmp_path))).eval()
-    assert loaded.ctc_tokens.tolist() == seen
+    assert loaded.ctc.tokens.tolist() == seen
 
 
 def test_unknown_ctc_vocab(model_args):
-    with pytest.raises(ValueError, match="unknown ctc_vocab 'words'"):
-        build_model(dataclasses.replace(model_args, ctc_weight=1.0, ctc_vocab="words"))
+    with pytest.raises(ValueError, match=r"ctc_conf: unknown vocab 'words'; known: \('full'"):
+        dataclasses.replace(model_args, ctc_conf={"weight": 1.0, "vocab": "words"})
+
+
+def test_checkpoint_with_the_old_ctc_names_loads(model_args, tmp_path):
+    """Checkpoints written before the CTC branch became `SpeechLLM.ctc` name its tensors
+    `ctc_blank` and `ctc_tokens` (the mini recipe's trained models): they load unchanged."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(model_args, ctc_conf={"weight": 1.0, "vocab": "train"})
+    model = build_model(config)
+    model.ctc.set_tokens([5, 9, 40])
+    with torch.no_grad():
+        model.ctc.blank.normal_()
+    old_names = {"ctc.blank": "ctc_blank", "ctc.tokens": "ctc_tokens"}
+    state = {old_names.get(k, k): v for k, v in model.trainable_state_dict().items()}
+    assert {"ctc_blank", "ctc_tokens"} <= set(state)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    loaded = build_model(dataclasses.replace(config, projector_model_path=str(tmp_path)))
+    assert loaded.ctc.tokens.tolist() == [5, 9, 40]
+    torch.testing.assert_close(loaded.ctc.blank, model.ctc.blank)
+    plain = build_model(model_args)
+    with pytest.raises(ValueError, match="holds a CTC vocabulary .* has no CTC branch"):
+        from west.models.build import load_trained
+
+        load_trained(plain, tmp_path)

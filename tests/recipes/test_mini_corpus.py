@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from conftest import MINI_LOCAL as LOCAL
+from fortune_sentences import clean_sentence, split_sentences, transcript
 
-LOCAL = Path(__file__).resolve().parents[2] / "examples" / "mini" / "local"
 SIZES = {"train": 12, "dev": 4, "test": 4}  # 4: dev/test cycle through their 4 voice groups
 KALDI_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur")
 
@@ -19,9 +20,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or not Path("/usr/share/games/fortunes").is_dir(),
     reason="needs espeak-ng (with the MBROLA voices) and the fortunes package",
 )
-
-sys.path.insert(0, str(LOCAL))
-from fortune_sentences import clean_sentence, split_sentences, transcript  # noqa: E402
 
 
 def prepare(data_dir: Path, nj: int = 2) -> None:

@@ -98,7 +98,9 @@ def check_data_dir(d: Path, texts: dict[str, str], speakers: dict[str, str]) -> 
     }
 
 
-def check_experiment(exp: Path, test_sets: dict[str, dict[str, str]], beams: list[int]) -> str:
+def check_experiment(
+    exp: Path, test_sets: dict[str, dict[str, str]], beams: list[int], decode_tag: str
+) -> str:
     """A checkpoint, the final model, keyed decodes and scores for every beam, RESULTS.md."""
     assert (exp / "checkpoint-2" / "west_complete").is_file()
     assert (exp / "checkpoint-2" / "model.safetensors").is_file()
@@ -106,7 +108,8 @@ def check_experiment(exp: Path, test_sets: dict[str, dict[str, str]], beams: lis
     assert "loss" in (exp / "train.log").read_text()
     for name, texts in test_sets.items():
         for beam in beams:
-            d = exp / f"decode_{name}_beam{beam}"
+            # Named by every setting: the final model, engine, CTC weight, dtype, token limit.
+            d = exp / f"decode_{name}_beam{beam}_{decode_tag}"
             hyp = (d / "text").read_text(encoding="utf-8").splitlines()
             assert sorted(line.split(" ", 1)[0] for line in hyp) == sorted(texts), d
             assert (d / "decode.log").is_file() and (d / ".done").is_file()
@@ -177,17 +180,25 @@ def test_librispeech_stages_0_to_4(librispeech, tiny_llm, tiny_whisper, tmp_path
         check_data_dir(d, texts[subset], {k: k.split("-")[0] for k in texts[subset]})
         # stage 1 lower-cased the targets; the corpus's upper-case text is kept
         assert read_table(d / "text.orig") == {k: t.upper() for k, t in texts[subset].items()}
-    results = check_experiment(
-        exp, {"test_clean": texts["test-clean"], "test_other": texts["test-other"]}, [1, 2]
-    )
-    assert "raw/filtered" in (exp / "decode_test_clean_beam1" / "wer").read_text()
+    tag = "final_west_ctc0_float32_tok4"
+    test_sets = {"test_clean": texts["test-clean"], "test_other": texts["test-other"]}
+    results = check_experiment(exp, test_sets, [1, 2], tag)
+    assert "raw/filtered" in (exp / f"decode_test_clean_beam1_{tag}" / "wer").read_text()
     assert results in out  # the table is printed too
+    assert tag in results
 
     # Done stages are not redone (stage 1's model check always runs: skipped here).
     out = run_recipe("librispeech", "--stage", "0", "--stop_stage", "0", *args)
     assert out.count("prepared already") == 3
     out = run_recipe("librispeech", "--stage", "2", "--stop_stage", "3", *args)
     assert "trained already" in out and out.count("decoded already") == 4
+    # Another setting is another folder, never a finished one of other settings.
+    other = [*args[:-1], DECODE_EXTRA + " --max_new_tokens 3"]
+    out = run_recipe("librispeech", "--stage", "3", "--stop_stage", "4", *other)
+    assert "decoded already" not in out
+    check_experiment(exp, test_sets, [1, 2], "final_west_ctc0_float32_tok3")
+    results = (exp / "RESULTS.md").read_text(encoding="utf-8")
+    assert tag in results and "final_west_ctc0_float32_tok3" in results
 
 
 # ---------------------------------------------------------------- AISHELL-1
@@ -252,5 +263,8 @@ def test_aishell_stages_0_to_4(aishell, tiny_llm, tiny_whisper, tmp_path):
         nospace = {k: t.replace(" ", "") for k, t in utts.items()}
         check_data_dir(d, nospace, {k: k[6:11] for k in utts})
         assert read_table(d / "text.orig") == utts
-    results = check_experiment(exp, {"test": texts["test"]}, [1, 2])
+    # the default decode_dtype, bfloat16
+    results = check_experiment(
+        exp, {"test": texts["test"]}, [1, 2], "final_west_ctc0_bfloat16_tok4"
+    )
     assert "CER" in results

@@ -183,3 +183,30 @@ def test_download_and_untar(tmp_path, http_server):
     assert proc.returncode == 0, proc.stderr
     assert (dest / "LibriSpeech" / "part" / "s1" / "a.txt").read_text() == "x"
     assert "already unpacked" in run(f"{url}/part.tar.gz", md5, str(dest)).stdout
+
+
+def decode_tag(capsys, *argv: str) -> str:
+    assert load_tool("decode_tag").main(list(argv)) == 0
+    return capsys.readouterr().out.strip()
+
+
+def test_decode_tag_names_every_setting_that_changes_the_text(tmp_path, capsys):
+    conf = write(tmp_path / "c.yaml", "lora_rank: 0\ndecode:\n  engine: hf\n  max_new_tokens: 50\n")
+    ckpt = str(tmp_path / "exp" / "checkpoint-600")
+    base = ["--model_dir", ckpt, "--dtype", "bfloat16"]
+    assert decode_tag(capsys, "--", *base) == "ckpt-600_west_ctc0_bfloat16_tok200"
+    # The conf's `decode:` mapping counts, flags given after it win, as in west-recognize.
+    tag = decode_tag(capsys, "--", *base, "--config", str(conf), "--max_new_tokens", "64")
+    assert tag == "ckpt-600_hf_ctc0_bfloat16_tok64"
+    # Settings that leave the text alone are not in it; others are, by name.
+    tag = decode_tag(
+        capsys, "--model_name", "final", "--", *base, "--batch_size", "3", "--device", "cpu",
+        "--ctc_weight", "0.50", "--cut_long_audio", "--max_speech_seconds", "60",
+        "--llm_model_name_or_path", "/m/SmolLM2-135M-Instruct/",
+    )  # fmt: skip
+    assert tag == (
+        "final_west_ctc0.5_bfloat16_tok200_cut_long_audio"
+        "_llm_model_name_or_path-SmolLM2-135M-Instruct_max_speech_seconds60"
+    )
+    assert load_tool("decode_tag").main(["--", "--config", str(tmp_path / "no.yaml")]) == 1
+    assert "no.yaml: config file not found" in capsys.readouterr().err

@@ -121,26 +121,14 @@ def test_checkpoint_without_marker_is_never_resumed(tiny_llm, tiny_whisper, many
     assert [s for s, _ in _lr_and_steps(exp)] == [1, 2, 3, 4, 5]
 
 
-def test_decoding_killed_resumes_with_one_line_per_key(
-    tiny_llm, tiny_whisper, many_utts, model_args, tmp_path
-):
-    from safetensors.torch import save_file
-
-    from west.models.build import build_model
-
-    model_dir = tmp_path / "model"
-    model = build_model(model_args)
-    model_dir.mkdir()
-    save_file(model.trainable_state_dict(), str(model_dir / "model.safetensors"))
-    model_args.save(model_dir)
-
+def test_decoding_killed_resumes_with_one_line_per_key(random_model_dir, many_utts, tmp_path):
     def cmd(result):
         return [
             sys.executable,
             "-m",
             "west.bin.recognize",
             "--model_dir",
-            str(model_dir),
+            str(random_model_dir),
             "--data_path",
             str(many_utts),
             "--result_path",

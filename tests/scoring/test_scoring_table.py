@@ -29,8 +29,8 @@ def kaldi_wer(wer: float) -> str:
     )
 
 
-def add_decode(exp: Path, testset: str, beam: int, text: str) -> None:
-    d = exp / f"decode_{testset}_beam{beam}"
+def add_decode(exp: Path, testset: str, beam: int, text: str, tag: str = "") -> None:
+    d = exp / f"decode_{testset}_beam{beam}{'_' + tag if tag else ''}"
     d.mkdir(parents=True)
     (d / "wer").write_text(text, encoding="utf-8")
 
@@ -183,3 +183,45 @@ def test_config_in_latest_checkpoint_and_projector_size_from_weights(tmp_path):
     }
     save_file(tensors, str(exp / "checkpoint-900" / "model.safetensors"))
     assert describe(exp) == ("Qwen2-0.5B", "Whisper small 244M", "conv1d 3.44M")
+    (exp / "checkpoint-900" / "model.safetensors").write_bytes(b"not safetensors")
+    assert describe(exp) == ("Qwen2-0.5B", "Whisper small 244M", "conv1d")
+
+
+FINAL = "final_west_ctc0_bfloat16_tok200"
+CTC = "final_west_ctc0.5_bfloat16_tok200"
+
+
+def test_decodes_with_other_settings_are_other_rows(tmp_path):
+    """Tagged folders (tools/decode.sh) and an old untagged one: a row per setting."""
+    exp = tmp_path / "Qwen2-1.5B-whisper-tiny-conv1d"
+    add_decode(exp, "test_clean", 1, kaldi_wer(9.00))  # an older run's folder
+    add_decode(exp, "test_clean", 1, kaldi_wer(8.00), FINAL)
+    add_decode(exp, "test_clean", 5, kaldi_wer(7.00), FINAL)
+    add_decode(exp, "test_clean", 1, kaldi_wer(6.00), CTC)
+    add_decode(exp, "test_other", 1, kaldi_wer(12.00), CTC)
+    e = load_experiment(exp)
+    assert e.tags() == ["", CTC, FINAL]  # natural order: ctc0.5 < ctc0_
+    assert {(d.testset, d.beam, d.tag) for d in e.decodes} >= {("test_clean", 5, FINAL)}
+
+    rows = cells(results_table([e], beam=1))
+    assert rows[0][4:] == ["Decoding", "test_clean", "test_other"]
+    assert [r[4:] for r in rows[2:]] == [
+        ["-", "9.00", "-"],
+        [CTC, "6.00", "12.00"],
+        [FINAL, "8.00", "-"],
+    ]
+    assert cells(results_table([e], beam=None))[4][5] == "7.00 (beam 5)"
+    rows = cells(beam_table([e]))
+    assert rows[2:] == [
+        ["WER test_clean", "9.00", "-"],
+        [f"WER test_clean {CTC}", "6.00", "-"],
+        [f"WER test_other {CTC}", "12.00", "-"],
+        [f"WER test_clean {FINAL}", "8.00", "7.00"],
+    ]
+
+
+def test_test_set_names_with_beam_in_them_are_parsed(tmp_path):
+    exp = tmp_path / "run"
+    add_decode(exp, "dev_beam_x", 3, kaldi_wer(5.00), "ckpt-200_hf_ctc0_float32_tok50")
+    (d,) = load_experiment(exp).decodes
+    assert (d.testset, d.beam, d.tag) == ("dev_beam_x", 3, "ckpt-200_hf_ctc0_float32_tok50")

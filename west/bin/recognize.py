@@ -22,8 +22,9 @@ from datetime import timedelta
 import torch
 
 from west import distributed
-from west.api import load_model, recognize
 from west.data.dataset import read_data, validate
+from west.decode import recognize
+from west.loader import load_model
 from west.models.speech_llm import ENGINES
 from west.utils import decode_argv
 

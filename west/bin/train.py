@@ -4,8 +4,8 @@
         --llm_model_name_or_path Qwen2-1.5B-Instruct --whisper_model_name_or_path tiny \\
         --data_path train.jsonl --output_dir exp/qwen-tiny --deepspeed conf/ds_config_zero3.json ...
 
-Accepts the seed's command line unchanged; `--config conf.yaml` supplies defaults
-that later flags override.
+Accepts the 2024 reference's command line unchanged; `--config conf.yaml` supplies
+defaults that later flags override.
 """
 
 from __future__ import annotations
@@ -101,11 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     model = build_model(model_args, llm_dtype=dtype)
     fill_hidden_size_auto(getattr(args, "hf_deepspeed_config", None), model.llm_dim)
     train_set = build_data(model, data_args, data_args.data_path, args)
-    if model_args.ctc_weight > 0 and model_args.ctc_vocab == "train":
-        tok = model.tokenizer
-        ids = {i for u in train_set.utts for i in tok(u.txt, add_special_tokens=False).input_ids}
-        model.set_ctc_tokens(ids)
-        logger.info("CTC vocabulary: %d tokens of the training transcripts", len(ids))
+    if model.ctc is not None:
+        model.ctc.fit_vocab(model.tokenizer, (u.txt for u in train_set.utts))
     eval_set = (
         build_data(model, data_args, data_args.eval_data_path, args)
         if data_args.eval_data_path

@@ -16,9 +16,10 @@ import sys
 
 import torch
 
-from west.api import find_inputs, load
 from west.data.audio import AudioError, audio_info
 from west.data.dataset import DataError
+from west.data.inputs import find_inputs
+from west.loader import load
 
 logger = logging.getLogger("west.transcribe")
 

@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 N_SAMPLES_30S = 30 * SAMPLE_RATE
-HOP_LENGTH = 160
+HOP_LENGTH = 160  # samples per log-mel frame (10 ms); the encoder halves the frame rate
 SILENCE_PEAK = 1e-4  # peak amplitude under which a recording counts as silent
 
 _noted_formats: set[tuple[int, int]] = set()
@@ -81,7 +81,7 @@ def prepare_audio(
 def log_mel(audio: np.ndarray, n_mels: int = 80, pad_to_30s: bool = False) -> torch.Tensor:
     """Whisper's log-mel features, (n_mels, T) with T = len(audio) // 160.
 
-    With `pad_to_30s` the audio is padded to 30 s first, as the seed does (T = 3000).
+    With `pad_to_30s` the audio is padded to 30 s first, as the 2024 reference does (T = 3000).
     """
     from whisper.audio import log_mel_spectrogram, pad_or_trim
 

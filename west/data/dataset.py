@@ -1,6 +1,7 @@
 """Reading and validating data lists: jsonl (`{"key", "wav", "txt"}`) and Kaldi data dirs.
 
-Every problem is reported with the file, the line (or key) and what was expected.
+Every problem is reported with the file, the line (or key) and what was expected. `DataError`
+and the `<key> <value>` reader come from west.data.kaldi, which needs no torch.
 Bad utterances stop training unless the user asked to skip them; then each is warned
 about and the total is counted.
 """
@@ -16,15 +17,12 @@ from pathlib import Path
 import torch
 
 from west.data.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, log_mel
+from west.data.kaldi import DataError, read_kaldi_table, text_lines
 
 logger = logging.getLogger(__name__)
 
 MIN_SECONDS = 0.2  # below this the encoder + projector (100 ms per token at k = 5) give ~nothing
 LONG_AUDIO = ("error", "cut", "skip", "keep")  # validate(long_audio=...): see there
-
-
-class DataError(ValueError):
-    """Bad data; the message names the file, the line or key, and what was expected."""
 
 
 @dataclass
@@ -50,22 +48,10 @@ def _resolve(wav: str, list_file: Path) -> str:
     return str(list_file.parent / p)
 
 
-def _lines(path: Path):
-    """(line number, text) for each non-blank line; non-UTF-8 is an error naming the line."""
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{n}: not UTF-8 text ({e})") from e
-            if text.strip():
-                yield n, text.rstrip("\r\n")
-
-
 def read_jsonl(path: str | Path) -> list[Utterance]:
     path = Path(path)
     utts = []
-    for n, text in _lines(path):
+    for n, text in text_lines(path):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
@@ -82,20 +68,6 @@ def read_jsonl(path: str | Path) -> list[Utterance]:
         key = obj.get("key") or Path(obj["wav"]).stem
         utts.append(Utterance(str(key), _resolve(obj["wav"], path), txt, str(path), n))
     return utts
-
-
-def read_kaldi_table(path: Path, allow_empty_value: bool = False) -> dict[str, tuple[int, str]]:
-    """`<key> <value>` lines, split at the first whitespace -> {key: (line, value)}."""
-    table: dict[str, tuple[int, str]] = {}
-    for n, text in _lines(path):
-        fields = text.strip().split(maxsplit=1)
-        if len(fields) == 1 and not allow_empty_value:
-            raise DataError(f"{path}:{n}: one field {fields[0]!r}; expected '<key> <value>'")
-        key = fields[0]
-        if key in table:
-            raise DataError(f"{path}:{n}: duplicate key {key!r} (first on line {table[key][0]})")
-        table[key] = (n, fields[1] if len(fields) > 1 else "")
-    return table
 
 
 def read_kaldi_dir(path: str | Path) -> list[Utterance]:
@@ -162,7 +134,7 @@ def validate(
 
     Audio longer than `max_seconds`, by `long_audio`: "error" is a problem like any other;
     "cut" keeps its first `max_seconds` (warned); "skip" leaves it out (warned, counted);
-    "keep" keeps it whole, for a decoder that splits it (west.api.recognize).
+    "keep" keeps it whole, for a decoder that splits it (west.decode.recognize).
     `cut_long=True` is the older spelling of `long_audio="cut"`.
 
     Raises DataError listing every problem unless `skip_bad`, which warns about each

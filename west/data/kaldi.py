@@ -1,4 +1,10 @@
-"""Kaldi data dirs made from a corpus: audio files paired with transcripts, gaps reported.
+"""Kaldi tables and data dirs: the one reader of `<key> <value>` files, and data dirs made
+from a corpus (audio files paired with transcripts, gaps reported).
+
+`read_kaldi_table` reads every `<key> <value>` file WeST takes (wav.scp, text, utt2spk,
+hypotheses): UTF-8, split at the first whitespace, blank lines skipped, a key twice refused,
+each error naming the file and the line. This module needs no torch, so `west.scoring` reads
+its text files with it too.
 
 A recipe's `local/` finds a corpus's audio files and transcripts; everything after that
 is here, shared by all corpora. Each data dir gets
@@ -19,11 +25,67 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from west.data.dataset import DataError, read_kaldi_table
+STDIN = "-"  # the path that reads standard input
+
+
+class DataError(ValueError):
+    """Bad data; the message names the file, the line or key, and what was expected."""
+
+
+def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line end) for each non-blank line of a UTF-8 file.
+
+    `-` reads standard input (named `<stdin>` in errors); a byte-order mark is dropped.
+    Raises DataError naming the file, line and byte where the text is not UTF-8.
+    """
+    if str(path) == STDIN:
+        yield from _decoded("<stdin>", sys.stdin.buffer)
+        return
+    with open(path, "rb") as f:
+        yield from _decoded(str(path), f)
+
+
+def _decoded(name: str, f) -> Iterator[tuple[int, str]]:
+    for n, raw in enumerate(f, 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{name}:{n}: expected UTF-8 text, found byte 0x{raw[e.start]:02x} "
+                f"at column {e.start + 1}"
+            ) from None
+        if n == 1:
+            text = text.removeprefix("\ufeff")
+        if text.strip():
+            yield n, text.rstrip("\r\n")
+
+
+def read_kaldi_table(
+    path: str | Path, allow_empty_value: bool = False
+) -> dict[str, tuple[int, str]]:
+    """`<key> <value>` lines, split at the first whitespace -> {key: (line, value)}, in file
+    order; the value has no surrounding whitespace. A key alone on its line is an error unless
+    `allow_empty_value` (then its value is ""); a key twice is always one."""
+    name = "<stdin>" if str(path) == STDIN else str(path)
+    table: dict[str, tuple[int, str]] = {}
+    for n, text in text_lines(path):
+        fields = text.strip().split(maxsplit=1)
+        if len(fields) == 1 and not allow_empty_value:
+            raise DataError(f"{name}:{n}: one field {fields[0]!r}; expected '<key> <value>'")
+        key = fields[0]
+        if key in table:
+            raise DataError(
+                f"{name}:{n}: duplicate utterance id {key!r} (first seen on line "
+                f"{table[key][0]}); expected each id once"
+            )
+        table[key] = (n, fields[1] if len(fields) > 1 else "")
+    return table
+
 
 # Transcript rewrites for training targets, chosen by name (`tools/normalize_text.py`).
 TEXT_NORMALIZERS: dict[str, Callable[[str], str]] = {
@@ -89,19 +151,15 @@ def read_audio_list(path: str | Path) -> dict[str, str]:
     path = Path(path)
     audio: dict[str, str] = {}
     lines: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            wav = line.rstrip("\r\n")
-            if not wav.strip():
-                continue
-            key = Path(wav).name.split(".", 1)[0]
-            if key in audio:
-                raise DataError(
-                    f"{path}:{n}: audio key {key!r} again ({wav}); first on line {lines[key]} "
-                    f"({audio[key]}); expected one file per utterance"
-                )
-            audio[key] = os.path.abspath(wav)
-            lines[key] = n
+    for n, wav in text_lines(path):
+        key = Path(wav).name.split(".", 1)[0]
+        if key in audio:
+            raise DataError(
+                f"{path}:{n}: audio key {key!r} again ({wav}); first on line {lines[key]} "
+                f"({audio[key]}); expected one file per utterance"
+            )
+        audio[key] = os.path.abspath(wav)
+        lines[key] = n
     return audio
 
 

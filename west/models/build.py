@@ -19,6 +19,9 @@ from west.models.speech_llm import SpeechLLM
 
 logger = logging.getLogger(__name__)
 
+# Tensor names in checkpoints written before the CTC branch became its own module
+OLD_NAMES = {"ctc_blank": "ctc.blank", "ctc_tokens": "ctc.tokens"}
+
 
 def count_params(module: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(
@@ -40,10 +43,11 @@ def build_model(config: ModelArguments, llm_dtype: torch.dtype = torch.float32) 
         llm_dim,
         config.encoder_projector_ds_rate,
         config.projector_hidden_size,
+        config.projector_conf,
     )
     n = count_params(projector)
     logger.info(
-        "projector %s: %d parameters (%.2fM, %.2f MiB-M as the seed counts)",
+        "projector %s: %d parameters (%.2fM; %.2f in 2**20 units, as the 2024 reference counts)",
         config.projector,
         n,
         n / 1e6,
@@ -86,9 +90,14 @@ def load_trained(model: SpeechLLM, path: str | Path) -> None:
         path = path / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; expected WeST's {WEIGHTS_NAME}")
-    saved = load_file(str(path), device="cpu")
-    if "ctc_tokens" in saved:
-        model.set_ctc_tokens(saved.pop("ctc_tokens").tolist())
+    saved = {OLD_NAMES.get(k, k): v for k, v in load_file(str(path), device="cpu").items()}
+    if "ctc.tokens" in saved:
+        if model.ctc is None:
+            raise ValueError(
+                f"{path}: holds a CTC vocabulary (ctc.tokens) but the model has no CTC branch "
+                "(was it trained with a ctc_conf weight > 0?)"
+            )
+        model.ctc.set_tokens(saved.pop("ctc.tokens").tolist())
     own = dict(model.named_parameters())
     own.update(model.named_buffers())
     unknown = sorted(k for k in saved if k not in own)

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-N_SAMPLES_30S = 480000  # 30 s at 16 kHz
-HOP_LENGTH = 160
+from west.data.audio import HOP_LENGTH, SAMPLE_RATE
 
 
 @dataclass
@@ -107,8 +106,9 @@ class WhisperEncoder(nn.Module):
         lens = self.output_lengths(mel_lens)
         t_out = x.shape[1]
         if t_out > self.dims.n_ctx:
+            seconds = t_out * 2 * HOP_LENGTH / SAMPLE_RATE
             raise ValueError(
-                f"input of {t_out} encoder frames ({t_out * 2 * HOP_LENGTH / 16000:.1f} s) is longer "
+                f"input of {t_out} encoder frames ({seconds:.1f} s) is longer "
                 f"than the encoder accepts ({self.dims.n_ctx} frames, 30 s)"
             )
         x = x + self.positional_embedding[:t_out].to(x.dtype)

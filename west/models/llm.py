@@ -41,6 +41,20 @@ def add_lora(llm: torch.nn.Module, rank: int, alpha: int, dropout: float, target
     return get_peft_model(llm, config)
 
 
+def lora_parameters(llm: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The LoRA adapters' parameters (none without LoRA), found by PEFT's layer type."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # no peft, so no adapters
+        return []
+    params = []
+    for module in llm.modules():
+        if isinstance(module, BaseTunerLayer):
+            for name in module.adapter_layer_names:
+                params += list(getattr(module, name).parameters())
+    return params
+
+
 @dataclass
 class Prompt:
     """Token ids around the speech: prefix + <speech> + suffix, then the answer + end_id.

@@ -1,16 +1,21 @@
 """Projectors: encoder frames (B, T, D_enc) -> LLM input embeddings (B, T // k, D_llm).
 
-Chosen by name from `PROJECTORS`; adding one is a class and a line.
+Chosen by name from `PROJECTORS`; adding one is a class and a line. Every constructor
+argument is settable from a config: `ds_rate` and `hidden_size` by the 2024 reference's
+flags (`--encoder_projector_ds_rate`, `--projector_hidden_size`), the others by
+`projector_conf` (e.g. `{num_layers: 4, dropout: 0.0}` for the Transformer projector).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 from torch import nn
 
 
 class Conv1dProjector(nn.Module):
-    """The seed's projector: Conv1d (kernel = stride = k), ReLU, Linear, ReLU, Linear."""
+    """The 2024 reference's projector: Conv1d (kernel = stride = k), ReLU, Linear, ReLU, Linear."""
 
     def __init__(self, encoder_dim: int, llm_dim: int, ds_rate: int = 5, hidden_size: int = 2048):
         super().__init__()
@@ -47,8 +52,9 @@ class TransformerProjector(nn.Module):
 
     The frames see their neighbours before they are mapped into the LLM's space, which the
     frame-wise MLPs cannot do: with a frozen encoder this is where the adaptation to a new
-    domain happens. Layers are pre-norm, d_model = the encoder's width, 64-dim heads,
-    feed-forward `hidden_size`; a depthwise convolution gives the relative position.
+    domain happens. Layers are pre-norm, d_model = the encoder's width, `num_heads` heads
+    (default: 64-dim ones), feed-forward `hidden_size`; a depthwise convolution gives the
+    relative position.
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class TransformerProjector(nn.Module):
         hidden_size: int = 2048,
         num_layers: int = 2,
         dropout: float = 0.1,
+        num_heads: int | None = None,
     ):
         super().__init__()
         self.ds_rate = ds_rate
@@ -68,7 +75,7 @@ class TransformerProjector(nn.Module):
         )
         layer = nn.TransformerEncoderLayer(
             encoder_dim,
-            max(1, encoder_dim // 64),
+            num_heads or max(1, encoder_dim // 64),
             hidden_size,
             dropout,
             activation="gelu",
@@ -97,9 +104,28 @@ PROJECTORS = {
 }
 
 
+# Set by build_projector's own arguments (the flat flags), so not by projector_conf.
+FLAT_ARGS = ("encoder_dim", "llm_dim", "ds_rate", "hidden_size")
+
+
 def build_projector(
-    name: str, encoder_dim: int, llm_dim: int, ds_rate: int, hidden_size: int
+    name: str,
+    encoder_dim: int,
+    llm_dim: int,
+    ds_rate: int,
+    hidden_size: int,
+    conf: dict | None = None,
 ) -> nn.Module:
+    """The projector `name`, its other constructor arguments from `conf` (projector_conf)."""
     if name not in PROJECTORS:
         raise ValueError(f"unknown projector {name!r}; known: {sorted(PROJECTORS)}")
-    return PROJECTORS[name](encoder_dim, llm_dim, ds_rate=ds_rate, hidden_size=hidden_size)
+    cls = PROJECTORS[name]
+    conf = conf or {}
+    allowed = [p for p in inspect.signature(cls).parameters if p not in FLAT_ARGS]
+    unknown = sorted(set(conf) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"projector_conf: unknown keys {unknown} for projector {name!r}; allowed: {allowed} "
+            "(ds_rate and hidden_size: --encoder_projector_ds_rate, --projector_hidden_size)"
+        )
+    return cls(encoder_dim, llm_dim, ds_rate=ds_rate, hidden_size=hidden_size, **conf)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache, GenerationConfig
 from transformers.cache_utils import DynamicLayer
 
-from west.models.ctc_prefix import CTCPrefixScorer
+from west.models.ctc import CTCPrefixScorer
 
 NEG = -1.0e9  # transformers' score for an impossible beam; the same value keeps ties the same
 
@@ -218,7 +218,7 @@ def beam_search(
     holds U x `fan` sequences: one per utterance after the prefill, K afterwards.
 
     With `ctc`, a token's score is (1 - ctc_weight) x the LLM's log-probability + ctc_weight
-    x the CTC prefix score it adds (`west.models.ctc_prefix`), over the LLM's best tokens
+    x the CTC prefix score it adds (`west.models.ctc`), over the LLM's best tokens
     and the stop tokens; the other tokens are out of the search.
     """
     k, device = num_beams, rows.logits.device

@@ -15,18 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from west.config import ModelArguments
-from west.distributed import full_shape, gathered, is_partitioned
-from west.models.ctc_compress import ctc_compress
-from west.models.ctc_prefix import CTCPrefixScorer
+from west.distributed import full_shape, gathered
+from west.models.ctc import CTCHead, CTCPrefixScorer
 from west.models.encoder import WhisperEncoder
-from west.models.llm import Prompt, stop_token_ids
+from west.models.llm import Prompt, lora_parameters, stop_token_ids
 from west.models.search import ignored_settings, search
 
 logger = logging.getLogger(__name__)
 
 IGNORE_ID = -100
-COMPRESSIONS = ("none", "ctc", "ctc_soft")
-CTC_VOCABS = ("full", "train")
 ENGINES = ("west", "hf")  # decoding: west.models.search, or transformers' generate
 # Speech tokens a second: 10 (Whisper's 50 frames / k = 5), ~3-4 after CTC compression;
 # transcripts: ~3-5 tokens a second (English BPE, Chinese characters). 2 per vector is a
@@ -47,6 +44,15 @@ class SpeechLLM(nn.Module):
     ):
         super().__init__()
         self.config = config
+        # The CTC branch (None without): registered first, where its blank used to be, so
+        # the optimizer's parameter groups keep their order.
+        embed = llm.get_input_embeddings()
+        ctc = config.ctc
+        self.ctc = None
+        if ctc.weight > 0:
+            self.ctc = CTCHead(
+                embed.embedding_dim, embed.num_embeddings, ctc.weight, ctc.vocab, ctc.compression
+            )
         self.encoder = encoder  # frozen (and cacheable) unless freeze_encoder is False
         self.encoder_top = encoder_top  # its trained last blocks (encoder_trainable_layers)
         self.projector = projector
@@ -63,24 +69,6 @@ class SpeechLLM(nn.Module):
         self.register_buffer(
             "suffix_ids", torch.tensor(prompt.suffix_ids, dtype=torch.long), persistent=False
         )
-        if config.speech_compression not in COMPRESSIONS:
-            raise ValueError(
-                f"unknown speech_compression {config.speech_compression!r}; known: {COMPRESSIONS}"
-            )
-        if config.speech_compression != "none" and config.ctc_weight <= 0:
-            raise ValueError(
-                f"speech_compression {config.speech_compression!r} needs the CTC branch: "
-                "set ctc_weight > 0"
-            )
-        if config.ctc_weight > 0:
-            # CTC over the LLM vocabulary: frames are scored against the frozen input
-            # embeddings, plus one learned blank vector (index = vocab size).
-            self.ctc_blank = nn.Parameter(torch.zeros(self.llm_dim))
-        if config.ctc_vocab not in CTC_VOCABS:
-            raise ValueError(f"unknown ctc_vocab {config.ctc_vocab!r}; known: {CTC_VOCABS}")
-        # LLM token ids the CTC branch scores (None: all), and token id -> CTC label index
-        self.register_buffer("ctc_tokens", None)
-        self.register_buffer("ctc_index", None, persistent=False)
         self.stop_ids = stop_token_ids(llm, tokenizer, prompt)
         self._warned_ignored = False
 
@@ -125,40 +113,9 @@ class SpeechLLM(nn.Module):
         self, speech: torch.Tensor, lens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What the LLM reads: the projected frames, or their CTC-compressed form."""
-        mode = self.config.speech_compression
-        if mode == "none":
+        if self.ctc is None:
             return speech, lens
-        logits = self.ctc_logits(speech)
-        table = None
-        if mode == "ctc_soft":
-            table = self.ctc_table().to(speech.dtype)
-        return ctc_compress(speech, lens, logits, logits.shape[-1] - 1, table)
-
-    def set_ctc_tokens(self, token_ids) -> None:
-        """Restrict the CTC branch to these LLM tokens (saved with the trained weights)."""
-        ids = torch.as_tensor(sorted(set(int(i) for i in token_ids)), dtype=torch.long)
-        device = self.prefix_ids.device
-        self.register_buffer("ctc_tokens", ids.to(device))
-        index = torch.full((self.llm_vocab,), -1, dtype=torch.long)
-        index[ids] = torch.arange(len(ids))
-        self.register_buffer("ctc_index", index.to(device), persistent=False)
-
-    def ctc_table(self) -> torch.Tensor:
-        """(V' + 1, D): the embeddings of the tokens the CTC branch scores, blank last."""
-        emb = self.embed_tokens
-        if self.ctc_tokens is None and not is_partitioned(emb.weight):
-            weight = emb.weight
-        else:
-            # Through the embedding module: under ZeRO-3 its hooks gather the weight.
-            ids = self.ctc_tokens
-            if ids is None:
-                ids = torch.arange(self.llm_vocab, device=self.prefix_ids.device)
-            weight = emb(ids)
-        return torch.cat([weight, self.ctc_blank[None].to(weight.dtype)])
-
-    def ctc_token_ids(self, labels: torch.Tensor) -> torch.Tensor:
-        """CTC label indices (from `ctc_logits`'s argmax) -> LLM token ids."""
-        return labels if self.ctc_tokens is None else self.ctc_tokens[labels]
+        return self.ctc.compress(speech, lens, self.embed_tokens)
 
     # ---- sequence assembly ------------------------------------------------------
     def _assemble(
@@ -228,10 +185,10 @@ class SpeechLLM(nn.Module):
             lm_loss = self.lm_loss(inputs, mask, labels)
             out["lm_loss"] = lm_loss.detach()
             loss = loss + lm_weight * lm_loss
-        if self.config.ctc_weight > 0:
-            ctc_loss = self.ctc_loss(speech, speech_lens, text_ids, text_lens)
+        if self.ctc is not None:
+            ctc_loss = self.ctc.loss(speech, speech_lens, text_ids, text_lens, self.embed_tokens)
             out["ctc_loss"] = ctc_loss.detach()
-            loss = loss + self.config.ctc_weight * ctc_loss
+            loss = loss + self.ctc.weight * ctc_loss
         out["loss"] = loss
         return out
 
@@ -252,24 +209,6 @@ class SpeechLLM(nn.Module):
             hidden = base.get_decoder()(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
             logits = base.get_output_embeddings()(hidden[:, :-1][keep])
         return F.cross_entropy(logits.float(), target[keep])
-
-    def ctc_logits(self, speech: torch.Tensor) -> torch.Tensor:
-        """(B, N, D_llm) -> (B, N, V + 1): similarity to each token embedding, blank last."""
-        return speech.float() @ self.ctc_table().float().T
-
-    def ctc_loss(self, speech, speech_lens, text_ids, text_lens) -> torch.Tensor:
-        if self.ctc_tokens is not None:
-            # Targets as CTC label indices; tokens outside the CTC vocabulary (unseen in
-            # training, so only in held-out data) are left out of the target.
-            rows = [self.ctc_index[text_ids[i, : text_lens[i]]] for i in range(len(text_ids))]
-            rows = [r[r >= 0] for r in rows]
-            text_lens = torch.tensor([len(r) for r in rows], device=text_ids.device)
-            text_ids = nn.utils.rnn.pad_sequence(rows, batch_first=True)
-        log_probs = self.ctc_logits(speech).log_softmax(-1).transpose(0, 1)  # (N, B, V+1)
-        blank = log_probs.shape[-1] - 1
-        return F.ctc_loss(
-            log_probs, text_ids, speech_lens, text_lens, blank=blank, zero_infinity=True
-        )
 
     # ---- decoding -----------------------------------------------------------------
     @torch.inference_mode()
@@ -298,14 +237,14 @@ class SpeechLLM(nn.Module):
         batch run to the largest cap and cut after); `generate_kwargs` go to it.
 
         ctc_weight > 0 (engine "west", a model with a CTC branch): joint CTC / LLM decoding,
-        each token scored (1 - w) x LLM + w x CTC prefix score (`west.models.ctc_prefix`).
+        each token scored (1 - w) x LLM + w x CTC prefix score (`west.models.ctc`).
         """
         if engine not in ENGINES:
             raise ValueError(f"unknown decoding engine {engine!r}; known: {ENGINES}")
-        if ctc_weight > 0 and (engine != "west" or self.config.ctc_weight <= 0):
+        if ctc_weight > 0 and (engine != "west" or self.ctc is None):
             raise ValueError(
                 "joint CTC decoding (ctc_weight > 0) needs engine 'west' and a model trained "
-                "with a CTC branch (ctc_weight > 0 in its configuration)"
+                "with a CTC branch (a ctc_conf weight > 0 in its configuration)"
             )
         if engine == "west" and generate_kwargs:
             raise TypeError(
@@ -347,17 +286,31 @@ class SpeechLLM(nn.Module):
         return [t.strip() for t in texts]
 
     def ctc_prefix_scorer(self, speech: torch.Tensor, lens: torch.Tensor) -> CTCPrefixScorer:
-        """CTC prefix scores of these projected frames, for LLM token ids."""
-        log_probs = self.ctc_logits(speech).log_softmax(-1)
+        """CTC prefix scores of these projected frames (B, N, D), for LLM token ids."""
         out_rows = full_shape(self.llm.get_output_embeddings().weight)[0]
         vocab = max(out_rows, self.llm_vocab)
-        index = torch.full((vocab,), -1, dtype=torch.long, device=speech.device)
-        if self.ctc_tokens is None:
-            n = self.llm_vocab
-            index[:n] = torch.arange(n, device=speech.device)
-        else:
-            index[: len(self.ctc_index)] = self.ctc_index
-        return CTCPrefixScorer(log_probs, lens, index, self.stop_ids)
+        return self.ctc.prefix_scorer(speech, lens, self.embed_tokens, vocab, self.stop_ids)
+
+    # ---- optimizer ------------------------------------------------------------------
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The trained parameters by part: encoder (its trained blocks), projector, ctc (the
+        blank), lora (the LLM's adapters) and llm (its own weights, when not frozen).
+
+        The trainer gives each part its learning rate and schedule from this, not from
+        parameter names (nanoGPT's `configure_optimizers`). Empty parts are left out.
+        """
+        lora = lora_parameters(self.llm)
+        lora_ids = {id(p) for p in lora}
+        parts = {
+            "encoder": [*self.encoder.parameters()]
+            + ([*self.encoder_top.parameters()] if self.encoder_top is not None else []),
+            "projector": [*self.projector.parameters()],
+            "ctc": [*self.ctc.parameters()] if self.ctc is not None else [],
+            "lora": lora,
+            "llm": [p for p in self.llm.parameters() if id(p) not in lora_ids],
+        }
+        trained = {k: [p for p in ps if p.requires_grad] for k, ps in parts.items()}
+        return {k: ps for k, ps in trained.items() if ps}
 
     # ---- checkpoints --------------------------------------------------------------
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
@@ -387,6 +340,6 @@ class SpeechLLM(nn.Module):
                 with gathered([p]):
                     if keep:
                         state[name] = p.detach().to("cpu", copy=True).contiguous()
-        if self.ctc_tokens is not None and keep:
-            state["ctc_tokens"] = self.ctc_tokens.cpu()
+        if self.ctc is not None and self.ctc.tokens is not None and keep:
+            state["ctc.tokens"] = self.ctc.tokens.cpu()
         return state

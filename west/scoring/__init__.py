@@ -4,6 +4,6 @@ Works on plain Kaldi ``text`` files and knows nothing of models. Modules: ``text
 ``normalize``, ``english`` (Whisper's English normaliser without torch, made fast) and
 ``tokenize`` (what is compared), ``align`` (Levenshtein with backtrace),
 ``wer`` (per-utterance scores and totals), ``report`` (Kaldi's output lines), ``details``
-(per-utterance alignments), ``hallucination`` (its definition), ``table`` (README tables from
-decode folders) and ``loss_plot`` (training curves).
+(per-utterance alignments), ``hallucination`` (its definition) and ``table`` (README tables
+from decode folders).
 """

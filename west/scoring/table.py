@@ -3,13 +3,18 @@
 An experiment folder holds one folder per decode, named after its settings, each with the
 ``wer`` file that ``west-score`` printed::
 
-    EXP_DIR/decode_<testset>_beam<N>/wer      (or EXP_DIR/decode/<testset>_beam<N>/wer)
-    EXP_DIR/west_config.json                  (optional: names the model's parts)
+    EXP_DIR/decode_<testset>_beam<N>_<tag>/wer   (tag: the other settings, tools/decode_tag.py)
+    EXP_DIR/decode_<testset>_beam<N>/wer         (older runs; or EXP_DIR/decode/<testset>_beam<N>/)
+    EXP_DIR/west_config.json                     (optional: names the model's parts)
+
+The tag (e.g. ``final_west_ctc0.5_bfloat16_tok200``) is read as one opaque label: decodes with
+different tags are different rows of the tables.
 
 ``west_config.json`` (at the top, else in the latest ``checkpoint-N/``) keys used:
 ``llm_model_name_or_path``, ``whisper_model_name_or_path``, ``projector`` and, optionally,
 ``projector_params`` (an int). Without that key, the projector's size is counted from the
-``projector.*`` tensors listed in the ``model.safetensors`` header beside the config, if any.
+shapes of the ``projector.*`` tensors in the ``model.safetensors`` beside the config, if any
+(its header only: no weights are read).
 Without a config, the folder name is parsed: ``<llm>-whisper-<size>[-<projector>]`` (``-`` or
 ``_`` as separators).
 """
@@ -19,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +39,7 @@ WHISPER_SIZES = {
     "large": "1.5G",
     "turbo": "809M",
 }
-_DECODE_DIR = re.compile(r"^(?:decode_)?(?P<testset>.+)_beam(?P<beam>\d+)$")
+_DECODE_DIR = re.compile(r"^(?:decode_)?(?P<testset>.+?)_beam(?P<beam>\d+)(?:_(?P<tag>.+))?$")
 _RAW_FILTERED = re.compile(r"^%WER raw/filtered (?P<raw>\S+)/(?P<filtered>\S+)")
 _KALDI_WER = re.compile(r"^%WER (?P<raw>\d+(?:\.\d+)?|undefined) \[")
 _FOLDER = re.compile(
@@ -51,12 +55,16 @@ class ResultsError(ValueError):
 
 @dataclass(frozen=True)
 class Decode:
-    """The score of one decode: ``raw`` and optionally ``filtered`` WER as printed."""
+    """The score of one decode: ``raw`` and optionally ``filtered`` WER as printed.
+
+    ``tag`` names its other settings (model, engine, ...); "" for an untagged older folder.
+    """
 
     testset: str
     beam: int
     raw: str
     filtered: str | None = None
+    tag: str = ""
 
     @property
     def cell(self) -> str:
@@ -87,14 +95,18 @@ class Experiment:
     def beams(self) -> set[int]:
         return {d.beam for d in self.decodes}
 
-    def get(self, testset: str, beam: int) -> Decode | None:
+    def tags(self) -> list[str]:
+        """The decoding settings present, sorted ("" first); [""] without decodes."""
+        return sorted({d.tag for d in self.decodes}, key=natural_key) or [""]
+
+    def get(self, testset: str, beam: int, tag: str = "") -> Decode | None:
         for d in self.decodes:
-            if d.testset == testset and d.beam == beam:
+            if d.testset == testset and d.beam == beam and d.tag == tag:
                 return d
         return None
 
-    def best(self, testset: str) -> Decode | None:
-        found = [d for d in self.decodes if d.testset == testset]
+    def best(self, testset: str, tag: str = "") -> Decode | None:
+        found = [d for d in self.decodes if d.testset == testset and d.tag == tag]
         return min(found, key=lambda d: (d.sort_value, d.beam)) if found else None
 
 
@@ -114,7 +126,7 @@ def read_wer_file(path: Path) -> tuple[str, str | None]:
 
 
 def find_decodes(exp_dir: Path) -> list[Decode]:
-    """Every ``decode_<testset>_beam<N>/wer`` (or ``decode/<testset>_beam<N>/wer``)."""
+    """Every ``decode_<testset>_beam<N>[_<tag>]/wer`` (or ``decode/<testset>_beam<N>/wer``)."""
     candidates = [p for p in exp_dir.glob("decode_*/wer")]
     candidates += [p for p in exp_dir.glob("decode/*/wer")]
     decodes = []
@@ -123,7 +135,7 @@ def find_decodes(exp_dir: Path) -> list[Decode]:
         if not m:
             continue
         raw, filtered = read_wer_file(wer)
-        decodes.append(Decode(m["testset"], int(m["beam"]), raw, filtered))
+        decodes.append(Decode(m["testset"], int(m["beam"]), raw, filtered, m["tag"] or ""))
     return decodes
 
 
@@ -146,19 +158,19 @@ def find_config(exp_dir: Path) -> Path | None:
 
 
 def count_projector_params(weights: Path) -> int | None:
-    """Elements of the ``projector.*`` tensors in a safetensors file (header only), or None."""
+    """Elements of the ``projector.*`` tensors in a safetensors file, or None.
+
+    ``get_slice(...).get_shape()`` reads the header only, so a model of gigabytes costs nothing.
+    A missing or unreadable file gives None: the table then shows the projector's name alone.
+    """
+    from safetensors import SafetensorError, safe_open
+
     try:
-        with open(weights, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
-    except (OSError, struct.error, ValueError):
+        with safe_open(str(weights), framework="numpy") as f:
+            shapes = [f.get_slice(k).get_shape() for k in f.keys() if k.startswith("projector.")]
+    except (OSError, SafetensorError):
         return None
-    total = sum(
-        math.prod(info["shape"])
-        for name, info in header.items()
-        if name.startswith("projector.") and isinstance(info, dict)
-    )
-    return total or None
+    return sum(math.prod(shape) for shape in shapes) or None
 
 
 def describe(exp_dir: Path) -> tuple[str, str, str]:
@@ -213,24 +225,28 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def choose(exp: Experiment, testset: str, beam: int | None) -> str:
+def choose(exp: Experiment, testset: str, beam: int | None, tag: str = "") -> str:
     """The cell for one test set: at ``beam`` (None: the best beam); a fallback is marked."""
-    decode = exp.get(testset, beam) if beam is not None else None
+    decode = exp.get(testset, beam, tag) if beam is not None else None
     if decode is not None:
         return decode.cell
-    best = exp.best(testset)
+    best = exp.best(testset, tag)
     return "-" if best is None else f"{best.cell} (beam {best.beam})"
 
 
 def results_table(experiments: Sequence[Experiment], beam: int | None = 1) -> str:
-    """One row per experiment, one column per test set, at ``beam`` (None: best beam)."""
+    """One row per experiment and decoding settings, one column per test set, at ``beam``
+    (None: best beam). The ``Decoding`` column (the tag) is there when a decode has one."""
     testsets = sorted(set().union(*(e.testsets() for e in experiments)), key=natural_key)
-    header = ["Exp", "LLM", "Speech Encoder", "Projector", *testsets]
+    tagged = any(tag for e in experiments for tag in e.tags())
+    header = ["Exp", "LLM", "Speech Encoder", "Projector", *(["Decoding"] if tagged else [])]
     rows = [
-        [str(i), e.llm, e.encoder, e.projector, *(choose(e, t, beam) for t in testsets)]
+        [str(i), e.llm, e.encoder, e.projector, *([tag or "-"] if tagged else [])]
+        + [choose(e, t, beam, tag) for t in testsets]
         for i, e in enumerate(experiments, start=1)
+        for tag in e.tags()
     ]
-    return markdown_table(header, rows)
+    return markdown_table(header + testsets, rows)
 
 
 def beam_table(
@@ -238,23 +254,29 @@ def beam_table(
     metric: str = "WER",
     metrics: Mapping[str, str] | None = None,
 ) -> str:
-    """``| beam_size | 1 | 3 | ... |`` with one row per experiment and test set.
+    """``| beam_size | 1 | 3 | ... |`` with one row per experiment, decoding settings and
+    test set.
 
     Each row is labelled with its test set's metric: ``metrics[testset]`` if given, else
-    ``metric`` (``west-score`` prints ``%WER`` for a CER too, so the wer file cannot tell).
+    ``metric`` (``west-score`` prints ``%WER`` for a CER too, so the wer file cannot tell),
+    then the test set, the settings' tag and the experiment where there are several.
     """
     metrics = metrics or {}
     beams = sorted(set().union(*(e.beams() for e in experiments)))
     testsets = sorted(set().union(*(e.testsets() for e in experiments)), key=natural_key)
     rows = []
     for i, e in enumerate(experiments, start=1):
-        for t in testsets:
-            if t not in e.testsets():
-                continue
-            label = metrics.get(t, metric)
-            if len(testsets) > 1:
-                label += f" {t}"
-            if len(experiments) > 1:
-                label += f" (Exp {i})"
-            rows.append([label, *((d.cell if (d := e.get(t, b)) else "-") for b in beams)])
+        for tag in e.tags():
+            for t in testsets:
+                if e.best(t, tag) is None:
+                    continue
+                label = metrics.get(t, metric)
+                if len(testsets) > 1:
+                    label += f" {t}"
+                if tag:
+                    label += f" {tag}"
+                if len(experiments) > 1:
+                    label += f" (Exp {i})"
+                cells = [(d.cell if (d := e.get(t, b, tag)) else "-") for b in beams]
+                rows.append([label, *cells])
     return markdown_table(["beam_size", *map(str, beams)], rows)

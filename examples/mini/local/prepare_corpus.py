@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
 import os
 import random
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -40,6 +38,7 @@ from pathlib import Path
 
 import soundfile as sf
 import soxr
+from espeak import speak
 from fortune_sentences import FORTUNE_DIR, fortune_sentences, transcript
 from tqdm import tqdm
 
@@ -160,13 +159,11 @@ def synthesise(job: Job, max_seconds: float) -> tuple[Job, float, str | None]:
     wav = Path(job.wav)
     if wav.is_file():
         return job, sf.info(str(wav)).duration, None
-    cmd = ["espeak-ng", "-v", job.voice, "-s", str(job.speed), "-p", str(job.pitch), "--stdout"]
-    proc = subprocess.run(cmd, input=job.sentence.encode(), capture_output=True, check=False)
-    if proc.returncode != 0 or len(proc.stdout) <= 44:
-        err = proc.stderr.decode(errors="replace").strip() or "no audio"
-        raise RuntimeError(f"{job.key}: {' '.join(cmd)} failed ({proc.returncode}): {err}")
+    try:
+        audio, sr = speak(job.sentence, job.voice, job.speed, job.pitch)
+    except RuntimeError as e:
+        raise RuntimeError(f"{job.key}: {e}") from None
     # espeak-ng writes 22.05 kHz (MBROLA voices 16 kHz); int16 in, int16 out: soxr clips.
-    audio, sr = sf.read(io.BytesIO(proc.stdout), dtype="int16")
     if sr != SAMPLE_RATE:
         audio = soxr.resample(audio, sr, SAMPLE_RATE)
     duration = len(audio) / SAMPLE_RATE

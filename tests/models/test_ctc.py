@@ -1,4 +1,6 @@
-"""CTC prefix scores (joint CTC / LLM decoding) against torch's CTC loss, and in `generate`."""
+"""The CTC branch (west.models.ctc): compression (blank frames dropped, runs of one label
+averaged, per utterance), prefix scores for joint CTC / LLM decoding (against torch's CTC loss,
+and in `generate`), and the training-transcript vocabulary."""
 
 from __future__ import annotations
 
@@ -12,7 +14,79 @@ import torch.nn.functional as F
 from west.data.batching import collate
 from west.data.dataset import SpeechDataset, read_data, validate
 from west.models.build import build_model
-from west.models.ctc_prefix import CTCPrefixScorer
+from west.models.ctc import CTCHead, CTCPrefixScorer, compress
+
+
+def _logits(labels: list[int], vocab: int = 5) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor(labels), vocab).float() * 10
+
+
+def test_drops_blanks_and_averages_runs():
+    blank = 4
+    labels = [4, 1, 1, 4, 4, 2, 1, 1, 1, 4]
+    frames = torch.arange(10, dtype=torch.float)[:, None].repeat(1, 3)
+    out, lens = compress(frames[None], torch.tensor([10]), _logits(labels)[None], blank)
+    # runs of non-blank labels: frames [1, 2] -> 1.5, [5] -> 5, [6, 7, 8] -> 7
+    assert lens.tolist() == [3]
+    assert out[0, :, 0].tolist() == [1.5, 5.0, 7.0]
+
+
+def test_repeated_label_split_by_blank_stays_two_tokens():
+    blank = 4
+    labels = [1, 4, 1, 2]
+    frames = torch.tensor([[1.0], [9.0], [3.0], [5.0]])
+    out, lens = compress(frames[None], torch.tensor([4]), _logits(labels)[None], blank)
+    assert lens.tolist() == [3]
+    assert out[0, :, 0].tolist() == [1.0, 3.0, 5.0]
+
+
+def test_batch_respects_lengths_and_all_blank_keeps_one_frame():
+    blank = 4
+    logits = torch.stack([_logits([1, 2, 4, 4]), _logits([4, 4, 4, 3])])
+    logits[1, 3] = _logits([4])[0]  # second utterance is all blank within its length
+    logits[1, 1, 2] = 5.0  # its most token-like frame is 1
+    frames = torch.randn(2, 4, 6)
+    out, lens = compress(frames, torch.tensor([4, 3]), logits, blank)
+    assert lens.tolist() == [2, 1]
+    torch.testing.assert_close(out[1, 0], frames[1, 1])
+    assert out.shape == (2, 2, 6) and out[1, 1].abs().sum() == 0
+
+
+def test_soft_table_gives_token_embeddings():
+    blank = 4
+    table = torch.randn(5, 8)
+    out, lens = compress(
+        torch.zeros(1, 3, 8), torch.tensor([3]), _logits([2, 4, 3])[None] * 10, blank, table
+    )
+    assert lens.tolist() == [2]
+    torch.testing.assert_close(out[0], table[[2, 3]], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["ctc", "ctc_soft"])
+def test_compressed_model_trains_and_decodes_batch_equal_single(model_args, speech_dir, mode):
+    torch.manual_seed(0)
+    model = build_model(
+        dataclasses.replace(model_args, ctc_conf={"weight": 1.0, "compression": mode})
+    )
+    utts = validate(read_data(str(speech_dir / "data.jsonl")))
+    ds = SpeechDataset(utts, 80, model.tokenizer)
+    batch = collate([ds[i] for i in range(3)])
+    out = model(**batch)
+    out["loss"].backward()
+    assert model.projector.linear2.weight.grad is not None
+    model.eval()
+    texts = model.generate(batch["mel"], batch["mel_lens"], max_new_tokens=5)
+    for i in range(3):
+        n = int(batch["mel_lens"][i])
+        assert model.generate(
+            batch["mel"][i : i + 1, :, :n], batch["mel_lens"][i : i + 1], max_new_tokens=5
+        ) == [texts[i]]
+
+
+def test_compression_needs_ctc(model_args):
+    with pytest.raises(ValueError, match="ctc_conf: compression 'ctc' needs the CTC branch"):
+        dataclasses.replace(model_args, ctc_conf={"compression": "ctc"})
+
 
 STOP = 7  # an LLM id outside the CTC vocabulary, ending the transcript
 INDEX = torch.tensor([0, 1, 2, 3, 4, -1, -1, -1])  # LLM ids 0-4 are CTC labels 0-4, blank 5
@@ -90,7 +164,7 @@ def test_padding_frames_change_nothing():
 @pytest.fixture(scope="module")
 def ctc_model(model_args):
     torch.manual_seed(0)
-    config = dataclasses.replace(model_args, ctc_weight=1.0, speech_compression="ctc_soft")
+    config = dataclasses.replace(model_args, ctc_conf={"weight": 1.0, "compression": "ctc_soft"})
     return build_model(config).eval()
 
 
@@ -126,7 +200,7 @@ def test_ctc_weight_one_keeps_to_the_ctc_vocabulary(ctc_model, batch):
     from west.models.search import search
 
     m = ctc_model
-    m.set_ctc_tokens(range(0, 2000))  # a vocabulary the random LLM rarely proposes from alone
+    m.ctc.set_tokens(range(0, 2000))  # a vocabulary the random LLM rarely proposes from alone
     try:
         with torch.inference_mode():
             speech, lens = m.speech_embeddings(batch["mel"], batch["mel_lens"])
@@ -136,7 +210,7 @@ def test_ctc_weight_one_keeps_to_the_ctc_vocabulary(ctc_model, batch):
             ids = search(m.llm, inputs, mask, [5] * 4, m.stop_ids, 2, scorer, 1.0)
         assert any(ids) and all(i < 2000 for row in ids for i in row)
     finally:
-        m.ctc_tokens, m.ctc_index = None, None
+        m.ctc.tokens, m.ctc.index = None, None
 
 
 def test_joint_decoding_needs_a_ctc_branch(model_args, batch):
@@ -144,3 +218,19 @@ def test_joint_decoding_needs_a_ctc_branch(model_args, batch):
     plain = build_model(model_args).eval()
     with pytest.raises(ValueError, match="needs engine 'west' and a model trained with a CTC"):
         plain.generate(batch["mel"], batch["mel_lens"], ctc_weight=0.5)
+
+
+def test_fit_vocab_keeps_the_training_tokens_only_when_asked(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    texts = ["the quick brown fox", "a stitch in time"]
+    ids = sorted({i for t in texts for i in tokenizer(t, add_special_tokens=False).input_ids})
+    head = CTCHead(8, len(tokenizer), vocab="train")
+    head.fit_vocab(tokenizer, texts)
+    assert head.tokens.tolist() == ids
+    assert head.token_ids(torch.tensor([0, len(ids) - 1])).tolist() == [ids[0], ids[-1]]
+    assert head.index[ids].tolist() == list(range(len(ids)))
+    full = CTCHead(8, len(tokenizer), vocab="full")
+    full.fit_vocab(tokenizer, texts)
+    assert full.tokens is None

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Training speed and memory per process under torchrun: plain DDP, DeepSpeed ZeRO-2, ZeRO-3.
 
-    python tools/benchmark_distributed.py --models exp/pretrained --nproc_per_node 2
-    python tools/benchmark_distributed.py --quick            # tiny random models, a few minutes
+    python benchmarks/bench_distributed.py --models exp/pretrained --nproc_per_node 2
+    python benchmarks/bench_distributed.py --quick            # tiny random models, a few minutes
 
 Each back-end trains the same model on the same data for `--steps` steps with `west-train`
 under `torchrun --nproc_per_node N` (on a machine without GPUs: N CPU processes over gloo;
@@ -25,10 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from west.benchmark import build_tiny_models, synthesize_data
-from west.bin.prepare_offline_models import LLM_NAME, WHISPER_NAME
+from workload import ROOT, build_tiny_models, real_models, synthesize_data
 
-ROOT = Path(__file__).resolve().parents[1]
 ZERO3 = ROOT / "examples" / "librispeech" / "conf" / "ds_config_zero3.json"
 
 
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("--models", type=Path, help="folder of prepare_offline_models (real models)")
+    p.add_argument("--models", type=Path, help="folder of prepare_models.py (real models)")
     p.add_argument("--quick", action="store_true", help="tiny random models")
     p.add_argument("--nproc_per_node", type=int, default=2)
     p.add_argument("--steps", type=int, default=20)
@@ -93,12 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if not args.models and not args.quick:
-        p.error("give --models DIR (python -m west.bin.prepare_offline_models) or --quick")
+        p.error("give --models DIR (examples/mini/local/prepare_models.py) or --quick")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="west_bench_dist_"))
     work.mkdir(parents=True, exist_ok=True)
     if args.models:
-        whisper, llm = str(args.models / WHISPER_NAME), str(args.models / LLM_NAME)
+        whisper, llm = real_models(args.models)
     else:
         whisper, llm = build_tiny_models(work / "models")
     data = synthesize_data(work / "data", args.num_utts)

@@ -1,5 +1,6 @@
-"""Loss curves from HF Trainer state files, drawn to a PNG."""
+"""tools/plot_loss.py: loss curves from HF Trainer state files, drawn to a PNG."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -8,15 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from west.scoring.loss_plot import TrainerStateError, find_state_file, read_curves
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("plot_loss", REPO / "tools" / "plot_loss.py")
+plot_loss = sys.modules["plot_loss"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(plot_loss)
+TrainerStateError, find_state_file, read_curves = (
+    plot_loss.TrainerStateError,
+    plot_loss.find_state_file,
+    plot_loss.read_curves,
+)
 
 
 def write_state(path, history):
     path.mkdir(parents=True, exist_ok=True)
     (path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
 
-
-REPO = Path(__file__).resolve().parents[2]
 
 HISTORY = [
     {"step": 10, "loss": 3.0, "learning_rate": 1e-4},
@@ -64,10 +71,6 @@ def test_plot_writes_png(tmp_path):
 
 
 def test_loss_components_are_read_and_drawn(tmp_path):
-    import json
-
-    from west.scoring.loss_plot import plot_losses, read_curves
-
     run = tmp_path / "run"
     run.mkdir()
     history = [
@@ -78,5 +81,5 @@ def test_loss_components_are_read_and_drawn(tmp_path):
     curves = read_curves(run)
     assert curves.parts == {"ctc_loss": [(10, 7.0), (20, 2.0)], "lm_loss": [(20, 3.0)]}
     out = tmp_path / "loss.png"
-    plot_losses([curves], out)
+    plot_loss.plot_losses([curves], out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

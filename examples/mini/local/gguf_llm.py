@@ -42,13 +42,19 @@ def default_smollm2_gguf() -> Path:
 
 def load_gguf_llm(gguf_path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load (model, tokenizer) from a GGUF file, weights dequantised to fp32, in eval mode."""
+    tokenizer = load_gguf_tokenizer(gguf_path)
+    gguf_path = Path(gguf_path)
+    folder, name = str(gguf_path.parent), gguf_path.name
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    return model.eval(), tokenizer
+
+
+def load_gguf_tokenizer(gguf_path: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer (with its chat template) of a GGUF file, e.g. SmolLM2's for tiny models."""
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise FileNotFoundError(f"{gguf_path}: GGUF file not found")
-    folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    return model.eval(), tokenizer
+    return AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
 
 
 def _make_plain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:

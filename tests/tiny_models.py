@@ -1,4 +1,4 @@
-"""Tiny random models with real geometry, for tests, CI smoke runs and benchmarks.
+"""Tiny random models with real geometry, for the tests and the benchmarks' quick runs.
 
 The encoder is an openai-whisper checkpoint with Whisper's real input (80 mels, 1500
 frames) and a 64-wide, 2-layer body; the LLM is a 2-layer causal LM of width 64 with a

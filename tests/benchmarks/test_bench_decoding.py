@@ -1,4 +1,4 @@
-"""tools/benchmark.py end to end on tiny models, and the FLOP counts it reports."""
+"""benchmarks/bench_decoding.py end to end on tiny models, and the FLOP counts it reports."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from flop_meter import FlopMeter
+from model_patches import generated_tokens, reference_padding
 
-from west.benchmark import FlopMeter, generated_tokens, seed_sequence_padding
 from west.data.batching import collate
 from west.data.dataset import SpeechDataset, read_data, validate
 from west.models.build import build_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_flop_meter_agrees_with_torch_flop_counter(model, utts, monkeypatch, pad
     batch = _batch(model, utts, pad_to_30s)
     model.train()
     with FlopMeter(model) as meter, meter.track("train"), FlopCounterMode(display=False) as fc:
-        with seed_sequence_padding(model, 512):
+        with reference_padding(model, 512):
             model(**batch)["loss"].backward()
     model.zero_grad()
     model.eval()
@@ -89,7 +90,7 @@ def test_decode_floor_is_what_one_utterance_alone_executes(model, utts, beams):
     assert meter.executed["dec"] == pytest.approx(need, rel=1e-9)
 
 
-def test_seed_padding_keeps_the_loss_and_pads_the_sequence(model, utts):
+def test_reference_padding_keeps_the_loss_and_pads_the_sequence(model, utts):
     batch = _batch(model, utts)
     lengths = []
     hook = model.llm.get_decoder().register_forward_pre_hook(
@@ -98,7 +99,7 @@ def test_seed_padding_keeps_the_loss_and_pads_the_sequence(model, utts):
     try:
         with torch.no_grad():
             plain = model(**batch)["loss"]
-            with seed_sequence_padding(model, 512):
+            with reference_padding(model, 512):
                 padded = model(**batch)["loss"]
             again = model(**batch)["loss"]
     finally:
@@ -111,7 +112,13 @@ def test_seed_padding_keeps_the_loss_and_pads_the_sequence(model, utts):
 def test_quick_benchmark_end_to_end(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, str(ROOT / "tools" / "benchmark.py"), "--quick", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_decoding.py"),
+        "--quick",
+        "--json",
+        str(out),
+    ]
     proc = subprocess.run(
         cmd + ["--workdir", str(tmp_path / "work")],
         capture_output=True,
@@ -120,7 +127,7 @@ def test_quick_benchmark_end_to_end(tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    for text in ("samples/s", "utt/s", "train_speedup", "WeST + encoder cache", "seed beam 5"):
+    for text in ("samples/s", "utt/s", "train_speedup", "WeST + encoder cache", "ref beam 5"):
         assert text in proc.stdout
     figures = json.loads(out.read_text())
     for key in (
@@ -132,9 +139,10 @@ def test_quick_benchmark_end_to_end(tmp_path):
     ):
         assert key in figures
     assert figures["models"]["tiny_random"] is True
-    for path in ("seed", "west", "west_cached"):
+    for path in ("reference", "west", "west_cached"):
         assert figures["train"][path]["samples_per_s"] > 0
-    for path in ("seed_greedy", "west_greedy", "west_greedy_batch1", "seed_beam5", "west_beam5"):
+    paths = ("reference_greedy", "west_greedy", "west_greedy_batch1", "reference_beam5")
+    for path in (*paths, "west_beam5"):
         assert set(figures["decode"][path]["hyps"]) == set(figures["decode"]["west_greedy"]["hyps"])
     assert figures["decode"]["identical"]["west_greedy_batched_vs_batch1"]["of"] == 6
 

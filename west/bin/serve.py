@@ -1,0 +1,121 @@
+"""Serve a trained WeST model over HTTP, OpenAI-compatible, with dynamic batching.
+
+    west-serve --model_dir exported/ --port 8000
+    curl http://127.0.0.1:8000/v1/audio/transcriptions -F file=@a.wav -F model=west
+
+POST /v1/audio/transcriptions takes OpenAI's multipart fields; GET /v1/models, /health,
+/metrics (Prometheus) and / (a demo page) are there too (west/serve/app.py). One worker
+decodes the windows of all pending requests together: up to --max_batch_size, waiting at
+most --max_wait_ms for a batch to fill. SIGTERM (or Ctrl-C) answers the requests in flight,
+then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+from west.models.speech_llm import ENGINES
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model_dir",
+        required=True,
+        help="checkpoint folder written by west-train, or a folder written by west-export",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument(
+        "--model_name", help="the id /v1/models lists (default: the model folder's name)"
+    )
+    p.add_argument("--max_batch_size", type=int, default=16, help="windows decoded together")
+    p.add_argument(
+        "--max_wait_ms",
+        type=float,
+        default=20.0,
+        help="longest wait for a batch to fill after its first window is queued",
+    )
+    p.add_argument(
+        "--max_queue",
+        type=int,
+        default=256,
+        help="windows waiting to be decoded (and requests in flight); beyond, 503",
+    )
+    p.add_argument(
+        "--max_upload_mb", type=float, default=50.0, help="largest request body; beyond, 413"
+    )
+    p.add_argument("--num_beams", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument(
+        "--ctc_weight",
+        type=float,
+        default=0.0,
+        help="joint CTC / LLM decoding with this CTC weight (a model with a CTC branch)",
+    )
+    p.add_argument("--engine", default="west", choices=ENGINES)
+    p.add_argument("--max_new_tokens", type=int, default=200, help="per 28 s window")
+    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import uvicorn
+
+    import west
+    from west.serve.app import ServeSettings, create_app
+
+    try:
+        transcriber = west.load(
+            args.model_dir,
+            device=args.device,
+            dtype=args.dtype,
+            num_beams=args.num_beams,
+            batch_size=args.max_batch_size,
+            max_new_tokens=args.max_new_tokens,
+            engine=args.engine,
+            ctc_weight=args.ctc_weight,
+        )
+    except (FileNotFoundError, ValueError) as e:  # no config, or weights that do not fit
+        logging.getLogger("west.serve").error("%s", e)
+        return 1
+    settings = ServeSettings(
+        model_name=args.model_name or Path(args.model_dir).resolve().name,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_upload_mb=args.max_upload_mb,
+    )
+    # uvicorn handles SIGTERM and SIGINT: it stops accepting, answers the requests in
+    # flight, then runs the app's shutdown (the decoding worker drains and stops). Then it
+    # raises the signal again for the handler it found, which for SIGTERM is this one: a
+    # shutdown asked for and done cleanly exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run(
+            create_app(transcriber, settings),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level.lower(),
+            timeout_graceful_shutdown=None,
+        )
+    except KeyboardInterrupt:  # Ctrl-C, after the same clean shutdown
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""The CTC branch: one place for its blank, token table, loss, compression and prefix scores.
+
+The projected speech frames (B, N, D) are scored against the LLM's own input embeddings,
+one learned blank vector appended last: (B, N, V' + 1) logits, blank = V'. V' is the
+LLM's vocabulary, or (`ctc_conf.vocab: train`) only the tokens of the training
+transcripts (`CTCHead.fit_vocab`): a 50k-150k-way output shrinks to a few thousand. The
+token table is saved with the trained weights.
+
+Besides its loss the branch serves two ends:
+- compression (`ctc_conf.compression`): the LLM reads one vector per CTC label run, not
+  one per 100 ms (`compress`);
+- joint CTC / LLM decoding: the LLM proposes tokens, the CTC prefix score says how well the
+  audio supports each (`CTCPrefixScorer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from west.distributed import is_partitioned
+
+logger = logging.getLogger(__name__)
+
+NEG = -1.0e10  # log 0 in prefix scores (no inf - inf = nan)
+
+
+class CTCHead(nn.Module):
+    """The learned blank and the optional restricted token table of the CTC branch.
+
+    The LLM's embedding module is handed to each call, not held: it belongs to the LLM (and,
+    under DeepSpeed ZeRO-3, its hooks gather the weight when it is called).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        llm_vocab: int,
+        weight: float = 1.0,
+        vocab: str = "full",
+        compression: str = "none",
+    ):
+        super().__init__()
+        self.llm_vocab = llm_vocab
+        self.weight = weight
+        self.vocab = vocab
+        self.compression = compression
+        self.blank = nn.Parameter(torch.zeros(dim))
+        # LLM token ids the branch scores (None: all), and token id -> CTC label index
+        self.register_buffer("tokens", None)
+        self.register_buffer("index", None, persistent=False)
+
+    # ---- vocabulary -----------------------------------------------------------------
+    def set_tokens(self, token_ids: Iterable[int]) -> None:
+        """Restrict the branch to these LLM tokens (saved with the trained weights)."""
+        ids = torch.as_tensor(sorted(set(int(i) for i in token_ids)), dtype=torch.long)
+        device = self.blank.device
+        self.register_buffer("tokens", ids.to(device))
+        index = torch.full((self.llm_vocab,), -1, dtype=torch.long)
+        index[ids] = torch.arange(len(ids))
+        self.register_buffer("index", index.to(device), persistent=False)
+
+    def fit_vocab(self, tokenizer, texts: Iterable[str]) -> None:
+        """With `vocab: train`, score only the tokens of these training transcripts."""
+        if self.vocab != "train":
+            return
+        ids = {i for text in texts for i in tokenizer(text, add_special_tokens=False).input_ids}
+        self.set_tokens(ids)
+        logger.info("CTC vocabulary: %d tokens of the training transcripts", len(ids))
+
+    def token_ids(self, labels: torch.Tensor) -> torch.Tensor:
+        """CTC label indices (from `logits`' argmax) -> LLM token ids."""
+        return labels if self.tokens is None else self.tokens[labels]
+
+    # ---- scores -------------------------------------------------------------------
+    def table(self, embed: nn.Embedding) -> torch.Tensor:
+        """(V' + 1, D): the embeddings of the tokens the branch scores, blank last."""
+        if self.tokens is None and not is_partitioned(embed.weight):
+            weight = embed.weight
+        else:
+            # Through the embedding module: under ZeRO-3 its hooks gather the weight.
+            ids = self.tokens
+            if ids is None:
+                ids = torch.arange(self.llm_vocab, device=self.blank.device)
+            weight = embed(ids)
+        return torch.cat([weight, self.blank[None].to(weight.dtype)])
+
+    def logits(self, speech: torch.Tensor, embed: nn.Embedding) -> torch.Tensor:
+        """(B, N, D) -> (B, N, V' + 1): similarity to each token embedding, blank last."""
+        return speech.float() @ self.table(embed).float().T
+
+    def loss(
+        self,
+        speech: torch.Tensor,
+        lens: torch.Tensor,
+        text_ids: torch.Tensor,
+        text_lens: torch.Tensor,
+        embed: nn.Embedding,
+    ) -> torch.Tensor:
+        """speech (B, N, D), lens (B,); text_ids (B, L) LLM token ids, text_lens (B,) -> ()."""
+        if self.tokens is not None:
+            # Targets as CTC label indices; tokens outside the CTC vocabulary (unseen in
+            # training, so only in held-out data) are left out of the target.
+            rows = [self.index[text_ids[i, : text_lens[i]]] for i in range(len(text_ids))]
+            rows = [r[r >= 0] for r in rows]
+            text_lens = torch.tensor([len(r) for r in rows], device=text_ids.device)
+            text_ids = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        log_probs = self.logits(speech, embed).log_softmax(-1).transpose(0, 1)  # (N, B, V'+1)
+        blank = log_probs.shape[-1] - 1
+        return F.ctc_loss(log_probs, text_ids, lens, text_lens, blank=blank, zero_infinity=True)
+
+    # ---- what the LLM reads, and joint decoding -----------------------------------
+    def compress(
+        self, speech: torch.Tensor, lens: torch.Tensor, embed: nn.Embedding
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projected frames as the LLM reads them: (B, N, D) -> (B, N', D), lens (B,)."""
+        if self.compression == "none":
+            return speech, lens
+        logits = self.logits(speech, embed)
+        table = self.table(embed).to(speech.dtype) if self.compression == "ctc_soft" else None
+        return compress(speech, lens, logits, logits.shape[-1] - 1, table)
+
+    def prefix_scorer(
+        self,
+        speech: torch.Tensor,
+        lens: torch.Tensor,
+        embed: nn.Embedding,
+        vocab: int,
+        stop_ids: list[int],
+    ) -> CTCPrefixScorer:
+        """CTC prefix scores of these projected frames, for LLM token ids below `vocab` (the
+        LLM's output size, which may exceed its input vocabulary)."""
+        log_probs = self.logits(speech, embed).log_softmax(-1)
+        index = torch.full((vocab,), -1, dtype=torch.long, device=speech.device)
+        if self.tokens is None:
+            index[: self.llm_vocab] = torch.arange(self.llm_vocab, device=speech.device)
+        else:
+            index[: len(self.index)] = self.index
+        return CTCPrefixScorer(log_probs, lens, index, stop_ids)
+
+
+def compress(
+    frames: torch.Tensor,
+    lens: torch.Tensor,
+    logits: torch.Tensor,
+    blank: int,
+    table: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames (B, N, D), lens (B,), logits (B, N, V + 1) -> (B, N', D) zero-padded, lens (B,).
+
+    Frames whose most likely label is blank are dropped and runs of frames sharing a label
+    are averaged (the CTC compressor of Wu et al., 2023, "On decoder-only architecture for
+    speech-to-text and large language model integration"). With a `table` (V + 1, D) (the
+    LLM's input embeddings plus the blank) each frame is first replaced by its CTC-posterior
+    mix of those embeddings, which puts the speech on the token-embedding manifold the LLM
+    was trained on.
+    """
+    if table is not None:
+        frames = logits.softmax(-1).to(table.dtype) @ table
+    best = logits.argmax(-1)
+    rows = []
+    for i in range(frames.shape[0]):
+        n = int(lens[i])
+        labels, f = best[i, :n], frames[i, :n]
+        keep = labels != blank
+        if not bool(keep.any()) and n > 0:
+            # All blank: keep the frame most likely to be a token, so the LLM reads something.
+            keep = torch.zeros_like(keep)
+            keep[logits[i, :n, :blank].max(-1).values.argmax()] = True
+        starts = torch.ones_like(labels, dtype=torch.bool)
+        starts[1:] = labels[1:] != labels[:-1]
+        run = (torch.cumsum(starts.long(), 0) - 1)[keep]
+        _, group = torch.unique_consecutive(run, return_inverse=True)
+        m = int(group.max()) + 1 if group.numel() else 0
+        summed = f.new_zeros(m, f.shape[1]).index_add(0, group, f[keep])
+        count = torch.bincount(group, minlength=m).clamp(min=1).to(f.dtype)
+        rows.append(summed / count[:, None])
+    out_lens = torch.tensor([r.shape[0] for r in rows], device=frames.device)
+    out = frames.new_zeros(len(rows), max(int(out_lens.max()), 1), frames.shape[-1])
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+    return out, out_lens
+
+
+@dataclass
+class PrefixState:
+    """Per hypothesis: log P(prefix, ending in a label / in blank, at frame t), (R, T, 2);
+    the prefix score psi (R,); the last CTC label (R,), -1 for the empty prefix."""
+
+    r: torch.Tensor
+    psi: torch.Tensor
+    last: torch.Tensor
+
+
+class CTCPrefixScorer:
+    """CTC prefix scores for joint CTC / LLM decoding.
+
+    The probability that a CTC path over the whole utterance starts with the transcript so
+    far extended by a token (Watanabe et al., 2017, "Hybrid CTC/attention architecture for
+    end-to-end speech recognition", Algorithm 2; ESPnet's hybrid decoding). Tokens the audio
+    does not hold get a very low score, so a beam cannot drift into fluent text that was not
+    said, and a prefix can only end where the audio does.
+
+    Shapes: U utterances, T frames (padded: a padded frame is a certain blank, which leaves
+    every prefix probability unchanged), R hypotheses, M candidate tokens per hypothesis.
+    All values are natural-log probabilities; NEG stands for log 0.
+    """
+
+    def __init__(
+        self,
+        log_probs: torch.Tensor,
+        lens: torch.Tensor,
+        token_index: torch.Tensor,
+        stop_ids: list[int],
+    ):
+        """log_probs (U, T, C + 1): CTC log posteriors, blank last; lens (U,) frames;
+        token_index (V,): the CTC label of each LLM token id, -1 for none (scores log 0);
+        stop_ids: the tokens that end a transcript (scored as the end of the audio)."""
+        u, t, c = log_probs.shape
+        pad = torch.arange(t, device=lens.device)[None] >= lens[:, None]  # (U, T)
+        x = log_probs.float().masked_fill(pad[..., None], NEG)
+        x[..., c - 1] = x[..., c - 1].masked_fill(pad, 0.0)
+        self.x = x
+        self.blank = c - 1
+        self.index = token_index
+        self.stop = torch.tensor(stop_ids, device=log_probs.device)
+        # Each utterance's CTC best-path tokens (as LLM ids; padded with a stop id): always
+        # candidates, so a token the audio holds is tried even where the LLM ranks it low.
+        label_tokens = torch.full((c,), -1, dtype=torch.long, device=token_index.device)
+        known = (token_index >= 0).nonzero().squeeze(1)
+        label_tokens[token_index[known]] = known  # the blank (last) stays -1
+        best = label_tokens[x.argmax(-1)]  # (U, T): LLM ids, -1 for blank
+        rows = [b[: int(n)].unique() for b, n in zip(best, lens)]  # sorted
+        rows = [r[r >= 0].tolist() for r in rows]
+        width = max(1, max(len(r) for r in rows))
+        self.best_tokens = torch.tensor(
+            [r + [stop_ids[0]] * (width - len(r)) for r in rows], device=log_probs.device
+        )
+
+    def initial(self, utts: torch.Tensor) -> PrefixState:
+        """The empty prefix of each utterance in `utts` (R,)."""
+        blank = self.x[utts, :, self.blank].cumsum(-1)  # all blank up to t
+        r = torch.stack([torch.full_like(blank, NEG), blank], dim=-1)
+        zero = torch.zeros(len(utts), device=blank.device)
+        return PrefixState(r, zero, torch.full_like(utts, -1))
+
+    def score(
+        self, utts: torch.Tensor, state: PrefixState, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extend hypothesis i (of utterance utts[i]) by each of tokens[i] (R, M).
+
+        Returns log psi(prefix + token) - log psi(prefix), (R, M), and the new r (R, M, T, 2).
+        """
+        x = self.x[utts]  # (R, T, C + 1)
+        r_n, r_b = state.r[..., 0], state.r[..., 1]  # (R, T)
+        labels = self.index[tokens]  # (R, M)
+        known = labels >= 0
+        xc = x.gather(2, labels.clamp(min=0)[:, None, :].expand(-1, x.shape[1], -1))  # (R, T, M)
+        xc = xc.masked_fill(~known[:, None, :], NEG)
+        xb = x[..., self.blank]  # (R, T)
+        # phi: probability mass a new label can start from (a repeat needs a blank between).
+        total = torch.logaddexp(r_n, r_b)
+        same = labels == state.last[:, None]  # (R, M)
+        phi = torch.where(same[:, None, :], r_b[..., None], total[..., None])  # (R, T, M)
+        n_frames = x.shape[1]
+        new_n = torch.full_like(xc, NEG)
+        new_b = torch.full_like(xc, NEG)
+        empty = (state.last < 0)[:, None]
+        new_n[:, 0] = torch.where(empty, xc[:, 0], torch.full_like(xc[:, 0], NEG))
+        psi = new_n[:, 0].clone()
+        for t in range(1, n_frames):
+            new_n[:, t] = torch.logaddexp(new_n[:, t - 1], phi[:, t - 1]) + xc[:, t]
+            new_b[:, t] = torch.logaddexp(new_b[:, t - 1], new_n[:, t - 1]) + xb[:, t][:, None]
+            psi = torch.logaddexp(psi, phi[:, t - 1] + xc[:, t])
+        # Ending: the whole utterance is this prefix (padded frames are blank, so the last one).
+        ends = torch.isin(tokens, self.stop)
+        psi = torch.where(ends, total[:, -1:].expand_as(psi), psi)
+        r = torch.stack([new_n, new_b], dim=-1).transpose(1, 2)  # (R, M, T, 2)
+        return psi - state.psi[:, None], r
+
+    def advance(
+        self,
+        state: PrefixState,
+        parents: torch.Tensor,
+        slots: torch.Tensor,
+        r: torch.Tensor,
+        deltas: torch.Tensor,
+        tokens: torch.Tensor,
+    ) -> PrefixState:
+        """The states of the chosen extensions: hypothesis parents[j] by its candidate slots[j]."""
+        return PrefixState(
+            r[parents, slots],
+            state.psi[parents] + deltas[parents, slots],
+            self.index[tokens],
+        )

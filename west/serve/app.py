@@ -1,0 +1,329 @@
+"""west-serve's HTTP routes: OpenAI's transcription endpoint over a dynamic batcher.
+
+Starlette (with uvicorn), not FastAPI: five routes and one multipart form need no
+request models or generated docs, and Starlette is the part of FastAPI that does the
+work, without pydantic in the request path. The errors follow OpenAI's shape,
+`{"error": {"message", "type", "param", "code"}}`, so OpenAI clients report them.
+
+Routes:
+  POST /v1/audio/transcriptions  multipart: file (required), model, language, prompt,
+                                 response_format, temperature, timestamp_granularities[];
+                                 other fields are ignored, as OpenAI clients expect
+  GET  /v1/models                the one model served
+  GET  /health                   {"status": "ok", ...} while the server answers
+  GET  /metrics                  Prometheus text (west.serve.metrics)
+  GET  /                         the demo page (static/index.html)
+
+The model's prompt is fixed by its training and its decoding is deterministic, so
+`prompt`, `language` and `temperature` are checked and then have no effect (`language` is
+echoed in verbose_json); any `model` name is accepted (clients send `whisper-1`).
+Uploads are decoded (any wav/flac that west.data.audio.load_audio reads) in a thread pool,
+outside the model's worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from west.data.audio import AudioError, load_audio
+from west.serve.batcher import Batcher, QueueFull
+from west.serve.formats import FORMATS, render
+from west.serve.metrics import Metrics
+from west.transcriber import Transcriber
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+GRANULARITIES = ("segment",)  # word timestamps are not produced
+
+
+@dataclasses.dataclass
+class ServeSettings:
+    """Limits and names of one server (west-serve's flags)."""
+
+    model_name: str = "west"
+    max_batch_size: int = 16
+    max_wait_ms: float = 20.0
+    max_queue: int = 256  # windows queued; also requests in flight (uploading or waiting)
+    max_upload_mb: float = 50.0  # the whole request body
+
+
+class ApiError(Exception):
+    """An OpenAI-shaped error answer."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+        self.param, self.headers = param, headers
+
+    def response(self) -> JSONResponse:
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        body = {
+            "error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}
+        }
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) -> Starlette:
+    """The ASGI app serving `transcriber`; its decoding worker runs while the app does."""
+    settings = settings or ServeSettings()
+    metrics = Metrics()
+    batcher = Batcher(
+        transcriber, settings.max_batch_size, settings.max_wait_ms, settings.max_queue, metrics
+    )
+    created = int(time.time())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        logger.info("serving %s (%r)", settings.model_name, transcriber)
+        try:
+            yield
+        finally:
+            # uvicorn gets here after the requests in flight are answered (SIGTERM included).
+            batcher.close()
+            logger.info("decoding worker stopped")
+
+    async def transcriptions(request: Request) -> Response:
+        start = time.perf_counter()
+        if metrics.in_flight >= settings.max_queue:
+            metrics.rejected(503, "server_busy")
+            return ApiError(
+                503,
+                f"server busy: {metrics.in_flight} requests in flight (at most "
+                f"{settings.max_queue}); retry later",
+                "server_busy",
+                headers={"Retry-After": "1"},
+            ).response()
+        metrics.request_started()
+        status, error = 200, None
+        try:
+            return await _transcribe(request)
+        except ApiError as e:
+            status, error = e.status, e.code
+            return e.response()
+        except ClientDisconnect:
+            status, error = 499, "client_disconnected"  # nginx's code: no one reads it
+            return Response(status_code=499)
+        except Exception:
+            logger.exception("transcription request failed")
+            status, error = 500, "internal_error"
+            return ApiError(500, "internal error; see the server's log", error).response()
+        finally:
+            metrics.request_done(status, time.perf_counter() - start, error)
+
+    async def _transcribe(request: Request) -> Response:
+        form = await _read_form(request)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(
+                400,
+                "no `file` in the form; expected a multipart/form-data upload with the "
+                "recording in a `file` field",
+                "missing_file",
+                "file",
+            )
+        response_format = str(form.get("response_format") or "json")
+        if response_format not in FORMATS:
+            raise ApiError(
+                400,
+                f"response_format {response_format!r}: expected one of {', '.join(FORMATS)}",
+                "invalid_value",
+                "response_format",
+            )
+        _check_options(form)
+        name = upload.filename or "file"
+        data = await upload.read()
+        audio = await run_in_threadpool(decode_upload, data, name)
+        try:
+            job = batcher.submit(audio)
+        except QueueFull as e:
+            raise ApiError(
+                503, str(e), "server_busy", headers={"Retry-After": str(e.retry_after)}
+            ) from e
+        del audio, data  # the windows hold the samples until decoded
+        result = asyncio.wrap_future(job.future)
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not result.done():
+            batcher.cancel(job)
+            result.cancel()
+            raise ClientDisconnect()
+        job = result.result()
+        language = form.get("language")
+        body, media_type = render(
+            response_format,
+            job.text,
+            job.segments,
+            job.duration,
+            str(language) if language else None,
+        )
+        return Response(body, media_type=media_type)
+
+    async def _read_form(request: Request):
+        """The multipart form; ApiError 413 past max_upload_mb, 400 for a broken form."""
+        limit = int(settings.max_upload_mb * 2**20)
+        too_large = ApiError(
+            413,
+            f"upload larger than {settings.max_upload_mb:g} MB (the server's --max_upload_mb)",
+            "file_too_large",
+            "file",
+        )
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            await _drain(request)
+            raise too_large
+        received = 0
+
+        async def receive():
+            nonlocal received
+            message = await request.receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _TooLarge()
+            return message
+
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise ApiError(
+                400,
+                f"Content-Type {content_type or '(none)'}: expected multipart/form-data "
+                "with the recording in a `file` field",
+                "invalid_request",
+            )
+        try:
+            return await Request(request.scope, receive).form(max_files=4, max_fields=100)
+        except _TooLarge:
+            await _drain(request)
+            raise too_large from None
+        except MultiPartException as e:
+            raise ApiError(400, f"malformed multipart form: {e.message}", "invalid_form") from e
+
+    async def models(request: Request) -> Response:
+        model = {"id": settings.model_name, "object": "model", "created": created}
+        return JSONResponse({"object": "list", "data": [dict(model, owned_by="west")]})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "model": settings.model_name, "queue_windows": metrics.queue_windows}
+        )
+
+    async def metrics_text(request: Request) -> Response:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def index(request: Request) -> Response:
+        page = STATIC / "index.html"
+        if not page.is_file():
+            raise HTTPException(404, "no demo page installed (west/serve/static/index.html)")
+        return FileResponse(page, media_type="text/html")
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return ApiError(exc.status_code, f"{request.url.path}: {exc.detail}", code).response()
+
+    return Starlette(
+        routes=[
+            Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics_text, methods=["GET"]),
+            Route("/", index, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+
+
+def _check_options(form) -> None:
+    """OpenAI's optional fields that WeST checks but cannot honour otherwise."""
+    temperature = form.get("temperature")
+    if temperature not in (None, ""):
+        try:
+            ok = 0.0 <= float(temperature) <= 1.0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ApiError(
+                400,
+                f"temperature {temperature!r}: expected a number from 0 to 1",
+                "invalid_value",
+                "temperature",
+            )
+    for key in ("timestamp_granularities[]", "timestamp_granularities"):
+        for value in form.getlist(key):
+            if value not in GRANULARITIES:
+                raise ApiError(
+                    400,
+                    f"{key} {value!r}: only segment timestamps are produced (verbose_json)",
+                    "invalid_value",
+                    key,
+                )
+    if str(form.get("stream", "false")).lower() == "true":
+        raise ApiError(
+            400, "streaming is not supported; send stream=false", "invalid_value", "stream"
+        )
+
+
+def decode_upload(data: bytes, name: str):
+    """An upload's bytes -> (T,) float32 16 kHz samples; ApiError 400 naming `name` and the
+    problem (empty, not audio or an unsupported format, silent)."""
+    if not data:
+        raise ApiError(
+            400, f"{name}: empty file (0 bytes); expected wav or flac audio", "empty_file", "file"
+        )
+    # load_audio reads paths: the upload goes to a temporary file, with its suffix.
+    suffix = Path(name).suffix if len(Path(name).suffix) <= 10 else ""
+    fd, path = tempfile.mkstemp(prefix="west-upload-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return load_audio(path)
+    except AudioError as e:
+        message = str(e).replace(path, name)
+        code = "silent_audio" if "silent" in message else "invalid_audio"
+        raise ApiError(400, message, code, "file") from e
+    finally:
+        os.unlink(path)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (the body has been read: only disconnects come)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _drain(request: Request) -> None:
+    """Read and drop the rest of the body, so the client gets its answer, not a reset."""
+    with contextlib.suppress(ClientDisconnect, RuntimeError):
+        async for _ in request.stream():
+            pass

@@ -1,0 +1,326 @@
+"""Transcribing recordings of any length: windows cut at pauses, decoded in batches.
+
+The window machinery is public so that a caller with its own batching (west.serve) cuts
+and decodes exactly as the Transcriber does: `cut_windows` turns one recording into
+Windows, `Transcriber.decode_windows` decodes a list of sample arrays as one batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from west.data.audio import (
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    SILENCE_PEAK,
+    AudioError,
+    load_audio,
+    log_mel,
+    prepare_audio,
+)
+from west.data.batching import collate
+from west.data.segment import split_points
+from west.models.speech_llm import SpeechLLM
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Segment:
+    """A piece of a recording decoded on its own: times in seconds from its start."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclasses.dataclass
+class Transcript:
+    """One input's result; `error` is set (and `text` empty) when it was skipped as bad."""
+
+    name: str
+    text: str
+    segments: list[Segment]
+    duration: float = 0.0
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class Window:
+    """One window of a recording: its Segment (text filled in once decoded) and its samples
+    (T,) at 16 kHz, a view into the recording. A silent window is never decoded: it would
+    only invite a hallucination, so its text stays empty."""
+
+    segment: Segment
+    samples: np.ndarray
+    silent: bool
+
+
+def cut_windows(
+    audio: np.ndarray, max_window_seconds: float = 28.0, search_seconds: float = 8.0
+) -> list[Window]:
+    """Cut (T,) 16 kHz `audio` at pauses into windows of at most `max_window_seconds`
+    (west.data.segment.split_points); together they cover the whole recording in order."""
+    windows = []
+    for a, b in split_points(audio, SAMPLE_RATE, max_window_seconds, search_seconds):
+        samples = audio[a:b]
+        silent = float(np.abs(samples).max()) < SILENCE_PEAK
+        windows.append(Window(Segment(a / SAMPLE_RATE, b / SAMPLE_RATE, ""), samples, silent))
+    return windows
+
+
+def join_texts(segments: Sequence[Segment]) -> str:
+    """A recording's text: its windows' texts, empty ones left out, joined with spaces."""
+    return " ".join(s.text for s in segments if s.text)
+
+
+class Transcriber:
+    """A trained SpeechLLM that turns recordings of any length into text.
+
+    Recordings longer than the encoder's window are cut at pauses into windows of at
+    most `max_window_seconds` (west.data.segment); all windows of a group of inputs are
+    decoded together, longest first, `batch_size` at a time, and each input's window
+    texts are joined with spaces. `engine` and `ctc_weight` go to SpeechLLM.generate.
+    """
+
+    def __init__(
+        self,
+        model: SpeechLLM,
+        num_beams: int = 1,
+        batch_size: int = 8,
+        max_new_tokens: int = 200,
+        max_window_seconds: float = 28.0,
+        search_seconds: float = 8.0,
+        model_dir: str | Path | None = None,
+        engine: str = "west",
+        ctc_weight: float = 0.0,
+    ):
+        self.model = model
+        self.engine = engine
+        self.ctc_weight = ctc_weight
+        self.num_beams = num_beams
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.max_window_seconds = min(max_window_seconds, self.window_seconds)
+        self.search_seconds = min(search_seconds, self.max_window_seconds)
+        self.model_dir = model_dir
+
+    @property
+    def window_seconds(self) -> float:
+        """Longest audio the encoder accepts (30 s for Whisper)."""
+        dims = getattr(self.model.encoder, "dims", None)
+        if dims is None:
+            return 30.0
+        return dims.n_ctx * 2 * HOP_LENGTH / SAMPLE_RATE
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.projector.parameters()).device
+
+    def __repr__(self) -> str:
+        c = self.model.config
+        return (
+            f"Transcriber(model_dir={str(self.model_dir)!r}, encoder={c.whisper_model_name_or_path!r}, "
+            f"llm={c.llm_model_name_or_path!r}, device={str(self.device)!r})"
+        )
+
+    def windows(self, audio: np.ndarray) -> list[Window]:
+        """(T,) 16 kHz `audio` cut into this Transcriber's windows (see cut_windows)."""
+        return cut_windows(audio, self.max_window_seconds, self.search_seconds)
+
+    def decode_windows(
+        self,
+        samples: Sequence[np.ndarray],
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        """Decode a list of (T_i,) 16 kHz sample arrays, each at most `window_seconds`
+        long, as one batch; one text per array, whitespace collapsed. The batched search
+        gives each array the text it would get alone."""
+        n_mels, pad_to_30s = self.model.encoder.n_mels, self.model.config.pad_to_30s
+        batch = collate(
+            [{"key": i, "mel": log_mel(x, n_mels, pad_to_30s)} for i, x in enumerate(samples)]
+        )
+        texts = self.model.generate(
+            mel=batch["mel"].to(self.device),
+            mel_lens=batch["mel_lens"].to(self.device),
+            num_beams=num_beams or self.num_beams,
+            max_new_tokens=max_new_tokens or self.max_new_tokens,
+            engine=self.engine,
+            ctc_weight=self.ctc_weight,
+        )
+        return [" ".join(t.split()) for t in texts]
+
+    def transcribe(
+        self,
+        audio,
+        sample_rate: int | None = None,
+        *,
+        return_segments: bool = False,
+        skip_bad: bool = False,
+        num_beams: int | None = None,
+        batch_size: int | None = None,
+        max_new_tokens: int | None = None,
+        progress: bool | None = None,
+    ):
+        """Transcribe one input or a list of them.
+
+        audio: a path (wav, flac; any rate and channel count), a (T,) or (T, C) array or
+            tensor of samples at `sample_rate`, or a list of these.
+        Returns a str for one input and a list of str (same order) for a list; with
+        `return_segments`, a list of Segment (start, end, text) per input instead. With
+        `skip_bad`, a bad input (missing, not audio, silent) is warned about and gives
+        None instead of raising AudioError.
+        """
+        single = isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor))
+        items = [audio] if single else list(audio)
+        results = [
+            None if t.error else (t.segments if return_segments else t.text)
+            for t in self.stream(
+                items,
+                sample_rate,
+                skip_bad=skip_bad,
+                num_beams=num_beams,
+                batch_size=batch_size,
+                max_new_tokens=max_new_tokens,
+                progress=progress,
+            )
+        ]
+        return results[0] if single else results
+
+    def stream(
+        self,
+        inputs: Sequence,
+        sample_rate: int | None = None,
+        names: Sequence[str] | None = None,
+        *,
+        skip_bad: bool = False,
+        num_beams: int | None = None,
+        batch_size: int | None = None,
+        max_new_tokens: int | None = None,
+        progress: bool | None = None,
+        group_size: int | None = None,
+    ) -> Iterator[Transcript]:
+        """Yield a Transcript per input, in order, decoding `group_size` inputs at a time.
+
+        Only one group's audio is held in memory. `names` label the inputs in results and
+        error messages (default: the path, or `<array i>`). `progress`: a bar counting
+        inputs; None shows it for 10 inputs or more when stderr is a terminal.
+        """
+        batch_size = batch_size or self.batch_size
+        names = (
+            list(names)
+            if names is not None
+            else [_default_name(x, i) for i, x in enumerate(inputs)]
+        )
+        if len(names) != len(inputs):
+            raise ValueError(f"{len(names)} names for {len(inputs)} inputs")
+        group_size = group_size or max(32, 8 * batch_size)
+        # Auto: shown for many inputs, and (tqdm's None) only when stderr is a terminal.
+        disable = (None if len(inputs) >= 10 else True) if progress is None else not progress
+        start, audio_seconds, skipped = time.perf_counter(), 0.0, 0
+        with tqdm(total=len(inputs), desc="transcribe", unit="utt", disable=disable) as bar:
+            for g in range(0, len(inputs), group_size):
+                audios: list[np.ndarray | None] = []
+                errors: list[str | None] = []
+                for x, name in zip(inputs[g : g + group_size], names[g : g + group_size]):
+                    try:
+                        audios.append(self._load(x, sample_rate, name))
+                        errors.append(None)
+                    except AudioError as e:
+                        if not skip_bad:
+                            raise
+                        logger.warning("skipping %s", e)
+                        audios.append(None)
+                        errors.append(str(e))
+                        skipped += 1
+                        bar.update(1)
+                segments = self._decode_group(
+                    audios, batch_size, num_beams, max_new_tokens, names[g:], bar
+                )
+                for i, (audio, segs) in enumerate(zip(audios, segments)):
+                    duration = 0.0 if audio is None else len(audio) / SAMPLE_RATE
+                    audio_seconds += duration
+                    yield Transcript(names[g + i], join_texts(segs), segs, duration, errors[i])
+        elapsed = time.perf_counter() - start
+        logger.info(
+            "transcribed %d input(s), %.1f s of audio, in %.1f s (RTF %.3f)%s",
+            len(inputs) - skipped,
+            audio_seconds,
+            elapsed,
+            elapsed / audio_seconds if audio_seconds else 0.0,
+            f"; skipped {skipped} bad input(s)" if skipped else "",
+        )
+
+    def _load(self, x, sample_rate: int | None, name: str) -> np.ndarray:
+        """A path or a (T,) / (T, C) array -> float32 mono 16 kHz; AudioError names the input."""
+        if isinstance(x, (str, os.PathLike)):
+            try:
+                return load_audio(x)
+            except AudioError as e:
+                raise AudioError(e if name == str(x) else f"{name}: {e}") from e
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().float().numpy()
+        if not isinstance(x, np.ndarray):
+            raise TypeError(
+                f"{name}: expected a path or an array of samples, got {type(x).__name__}"
+            )
+        if sample_rate is None:
+            raise ValueError(f"{name}: give sample_rate= with arrays of samples")
+        if x.ndim > 2 or (x.ndim == 2 and x.shape[1] > x.shape[0]):
+            raise ValueError(
+                f"{name}: array of shape {x.shape}; expected (T,) or (T, channels) samples "
+                "(for (channels, T) pass array.T)"
+            )
+        return prepare_audio(x, sample_rate, name=name)
+
+    def _decode_group(
+        self,
+        audios: list[np.ndarray | None],
+        batch_size: int,
+        num_beams: int | None,
+        max_new_tokens: int | None,
+        names: list[str],
+        bar: tqdm,
+    ) -> list[list[Segment]]:
+        """Cut each recording into windows, then decode the windows of all of them together."""
+        segments: list[list[Segment]] = []
+        pieces: list[tuple[Window, int]] = []  # (a window to decode, its input)
+        left = [0] * len(audios)  # windows still to decode, per input
+        for i, audio in enumerate(audios):
+            windows = [] if audio is None else self.windows(audio)
+            segments.append([w.segment for w in windows])
+            if len(windows) > 1:
+                logger.info(
+                    "%s: %.1f s, cut at pauses into %d windows",
+                    names[i],
+                    len(audio) / SAMPLE_RATE,
+                    len(windows),
+                )
+            pieces += [(w, i) for w in windows if not w.silent]
+            left[i] = sum(not w.silent for w in windows)
+            if audio is not None and left[i] == 0:
+                bar.update(1)
+        pieces.sort(key=lambda p: -len(p[0].samples))  # similar lengths together: little padding
+        for k in range(0, len(pieces), batch_size):
+            chunk = pieces[k : k + batch_size]
+            texts = self.decode_windows([w.samples for w, _ in chunk], num_beams, max_new_tokens)
+            for (w, i), text in zip(chunk, texts):
+                w.segment.text = text
+                left[i] -= 1
+                if left[i] == 0:
+                    bar.update(1)
+        return segments
+
+
+def _default_name(x, i: int) -> str:
+    return str(x) if isinstance(x, (str, os.PathLike)) else f"<array {i}>"
