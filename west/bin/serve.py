@@ -6,7 +6,8 @@
 POST /v1/audio/transcriptions takes OpenAI's multipart fields; GET /v1/models, /health,
 /metrics (Prometheus) and / (a demo page) are there too (west/serve/app.py). One worker
 decodes the windows of all pending requests together: up to --max_batch_size, waiting at
-most --max_wait_ms for a batch to fill. SIGTERM (or Ctrl-C) answers the requests in flight,
+most --max_wait_ms for a batch to fill (--max_arrival_wait_ms while other uploads are still
+being read). SIGTERM (or Ctrl-C) answers the requests in flight,
 then exits.
 """
 
@@ -45,6 +46,13 @@ def get_parser() -> argparse.ArgumentParser:
         type=float,
         default=20.0,
         help="longest wait for a batch to fill after its first window is queued",
+    )
+    p.add_argument(
+        "--max_arrival_wait_ms",
+        type=float,
+        default=250.0,
+        help="while other requests' uploads are still being read, wait up to this long for "
+        "them to join the batch (it does not delay a lone request)",
     )
     p.add_argument(
         "--max_queue",
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         model_name=args.model_name or Path(args.model_dir).resolve().name,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
+        max_arrival_wait_ms=args.max_arrival_wait_ms,
         max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb,
     )

@@ -60,6 +60,7 @@ class ServeSettings:
     model_name: str = "west"
     max_batch_size: int = 16
     max_wait_ms: float = 20.0
+    max_arrival_wait_ms: float = 250.0  # the wait while other requests' uploads are read
     max_queue: int = 256  # windows queued; also requests in flight (uploading or waiting)
     max_upload_mb: float = 50.0  # the whole request body
 
@@ -96,7 +97,12 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
     settings = settings or ServeSettings()
     metrics = Metrics()
     batcher = Batcher(
-        transcriber, settings.max_batch_size, settings.max_wait_ms, settings.max_queue, metrics
+        transcriber,
+        settings.max_batch_size,
+        settings.max_wait_ms,
+        settings.max_queue,
+        metrics,
+        settings.max_arrival_wait_ms,
     )
     created = int(time.time())
 
@@ -125,7 +131,9 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
         metrics.request_started()
         status, error = 200, None
         try:
-            return await _transcribe(request)
+            with batcher.arriving():  # until its windows are queued (or it fails)
+                job, form = await _admit(request)
+            return await _answer(request, job, form)
         except ApiError as e:
             status, error = e.status, e.code
             return e.response()
@@ -139,7 +147,8 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
         finally:
             metrics.request_done(status, time.perf_counter() - start, error)
 
-    async def _transcribe(request: Request) -> Response:
+    async def _admit(request: Request):
+        """Read and check the request, decode its upload, queue its windows: (Job, form)."""
         form = await _read_form(request)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -169,6 +178,10 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
                 503, str(e), "server_busy", headers={"Retry-After": str(e.retry_after)}
             ) from e
         del audio, data  # the windows hold the samples until decoded
+        return job, form
+
+    async def _answer(request: Request, job, form) -> Response:
+        """Wait for the job's windows to be decoded (or its client to leave); render it."""
         result = asyncio.wrap_future(job.future)
         gone = asyncio.ensure_future(_disconnected(request))
         try:
@@ -182,7 +195,7 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
         job = result.result()
         language = form.get("language")
         body, media_type = render(
-            response_format,
+            str(form.get("response_format") or "json"),
             job.text,
             job.segments,
             job.duration,

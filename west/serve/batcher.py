@@ -7,7 +7,10 @@ non-silent windows join one queue shared by all requests. The worker takes the o
 window, waits until `max_batch_size` windows are pending or `max_wait_ms` have passed since
 that window was queued (no wait at all when it was queued that long ago, e.g. while the
 previous batch decoded), and decodes up to `max_batch_size` windows as one batch
-(`Transcriber.decode_windows`). WeST's batched search gives each window the text it gets
+(`Transcriber.decode_windows`). While requests are still arriving (`arriving()`: admitted,
+their upload being read and decoded, their windows not queued yet) the worker waits for them
+up to `max_arrival_wait_ms` instead: on CPU, reading a crowd's uploads takes longer than
+`max_wait_ms`, and without this the crowd would be decoded in several smaller batches. WeST's batched search gives each window the text it gets
 alone, so a request's text does not depend on the crowd it came with.
 
 The queue holds at most `max_queue` windows: `submit` refuses more (QueueFull), so memory
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import math
@@ -78,15 +82,19 @@ class Batcher:
         max_wait_ms: float = 20.0,
         max_queue: int = 256,
         metrics: Metrics | None = None,
+        max_arrival_wait_ms: float = 250.0,
     ):
-        if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
+        if max_batch_size < 1 or max_queue < 1 or min(max_wait_ms, max_arrival_wait_ms) < 0:
             raise ValueError(
                 f"max_batch_size={max_batch_size}, max_queue={max_queue}, max_wait_ms="
-                f"{max_wait_ms}: expected batch and queue sizes >= 1 and a wait >= 0"
+                f"{max_wait_ms}, max_arrival_wait_ms={max_arrival_wait_ms}: expected batch and "
+                "queue sizes >= 1 and waits >= 0"
             )
         self.transcriber = transcriber
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
+        self.max_arrival_wait = max(max_arrival_wait_ms, max_wait_ms) / 1000
+        self._arriving = 0  # requests admitted whose windows are not queued yet
         self.max_queue = max_queue
         self.metrics = metrics or Metrics()
         self._queue: collections.deque[tuple[Job, Window, float]] = collections.deque()
@@ -98,6 +106,19 @@ class Batcher:
     def start(self) -> Batcher:
         self._thread.start()
         return self
+
+    @contextlib.contextmanager
+    def arriving(self):
+        """Mark a request as on its way (upload being read and decoded) until it has called
+        `submit` or failed: the worker waits for it (module docstring)."""
+        with self._cond:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify()
 
     def submit(self, audio: np.ndarray) -> Job:
         """Queue (T,) 16 kHz `audio`'s windows; raises QueueFull when they do not fit."""
@@ -140,9 +161,10 @@ class Batcher:
                 self._cond.wait()
             if not self._queue:
                 return None
-            deadline = self._queue[0][2] + self.max_wait
+            first = self._queue[0][2]
             while len(self._queue) < self.max_batch_size and not self._closing:
-                left = deadline - time.monotonic()
+                wait = self.max_arrival_wait if self._arriving else self.max_wait
+                left = first + wait - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
