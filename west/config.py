@@ -32,10 +32,11 @@ COMPRESSIONS = ("none", "ctc", "ctc_soft")
 OLD_CTC_KEYS = {"ctc_weight": "weight", "ctc_vocab": "vocab", "speech_compression": "compression"}
 # Fields naming a file or folder: written as absolute paths when they exist here, so a
 # checkpoint loads from any working directory (hub names stay as they are).
+# (In this order the loader looks them up: the LLM folder before the GGUF file inside it.)
 PATH_FIELDS = (
+    "whisper_model_name_or_path",
     "llm_model_name_or_path",
     "llm_gguf_file",
-    "whisper_model_name_or_path",
     "chat_template",
     "projector_model_path",
 )
@@ -221,21 +222,27 @@ class ModelArguments:
     @classmethod
     def load(cls, model_dir: str | os.PathLike) -> ModelArguments:
         """Read `west_config.json` from a checkpoint folder (or its parent run folder)."""
-        model_dir = Path(model_dir)
-        for candidate in (model_dir / CONFIG_NAME, model_dir.parent / CONFIG_NAME):
-            if candidate.is_file():
-                data = migrate(json.loads(candidate.read_text()), candidate)
-                known = {f.name for f in dataclasses.fields(cls)}
-                unknown = sorted(set(data) - known)
-                if unknown:
-                    raise ValueError(
-                        f"{candidate}: unknown keys {unknown}; expected some of {sorted(known)}"
-                    )
-                return cls(**data)
-        raise FileNotFoundError(
-            f"{model_dir}: no {CONFIG_NAME} here or in the parent folder; "
-            "expected a WeST checkpoint folder written by west-train"
-        )
+        path = config_path(model_dir)
+        if path is None:
+            raise FileNotFoundError(
+                f"{model_dir}: no {CONFIG_NAME} here or in the parent folder; "
+                "expected a WeST checkpoint folder written by west-train"
+            )
+        data = migrate(json.loads(path.read_text()), path)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+
+def config_path(model_dir: str | os.PathLike) -> Path | None:
+    """The `west_config.json` of a model folder: its own, else its parent run folder's."""
+    model_dir = Path(model_dir)
+    for candidate in (model_dir / CONFIG_NAME, model_dir.parent / CONFIG_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -16,18 +16,14 @@ from pathlib import Path
 import torch
 
 from west.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-from west.config import ModelArguments
+from west.config import PATH_FIELDS, ModelArguments, config_path
 from west.models.build import build_model
 from west.models.speech_llm import SpeechLLM
 from west.transcriber import Transcriber
 
-# Config keys that may name local files or folders.
-PATH_KEYS = (
-    "whisper_model_name_or_path",
-    "llm_model_name_or_path",
-    "llm_gguf_file",
-    "chat_template",
-)
+# Config keys that may name local files or folders, looked up here; the trained weights
+# (projector_model_path) are the model folder's own.
+PATH_KEYS = tuple(k for k in PATH_FIELDS if k != "projector_model_path")
 # How many folders above the model folder a relative path is looked up from: a checkpoint
 # (exp/<conf>/checkpoint-N) of an older run stored paths relative to the recipe folder,
 # three levels up.
@@ -113,15 +109,6 @@ def resolve_paths(
     return dataclasses.replace(config, **changes) if changes else config
 
 
-def config_file(model_dir: str | os.PathLike) -> Path:
-    """The `west_config.json` that ModelArguments.load reads: the folder's, or its parent's."""
-    model_dir = Path(model_dir)
-    for candidate in (model_dir / CONFIG_NAME, model_dir.parent / CONFIG_NAME):
-        if candidate.is_file():
-            return candidate
-    return model_dir / CONFIG_NAME
-
-
 def load_model(
     model_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
@@ -144,7 +131,7 @@ def load_model(
         overrides["projector_model_path"] = str(Path(model_dir) / WEIGHTS_NAME)
     config = dataclasses.replace(config, **overrides)
     if model_dir:
-        config = resolve_paths(config, model_dir, str(config_file(model_dir)))
+        config = resolve_paths(config, model_dir, str(config_path(model_dir)))
     model = build_model(config, llm_dtype=dtype)
     model.projector.to(dtype)
     model.encoder.to(dtype)
