@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The offline mini recipe: Whisper tiny.en + SmolLM2-135M-Instruct, trained on CPU on an
-# espeak-ng/MBROLA corpus synthesised from Debian's fortunes. Needs no network: the models come
-# from pip packages, the audio from espeak-ng.
+# The offline mini recipe: Whisper tiny.en + SmolLM2-135M-Instruct, trained on CPU on a corpus
+# synthesised from Debian's fortunes by espeak-ng, MBROLA, SVOX Pico, flite and Festival voices,
+# with rooms, noise, microphones and phone codecs baked in. The models come from pip packages.
+# Held out: a test set of Harvard sentences read by voices never heard in training (heldout),
+# and real human recordings from PyPI and Debian packages (real).
 # The default set-up (conf/ctc_compress.yaml): a CTC branch (Whisper's last 2 blocks + a
 # Transformer projector) trained first, then LoRA on the frozen LLM, which reads the
 # CTC-compressed speech; decoding is joint CTC / LLM (--ctc_weight 0.5 in decode_extra).
@@ -16,7 +18,8 @@
 stage=0                 # first stage to run
 stop_stage=4            # last stage to run
 
-data_dir=data           # corpus: train/, dev/, test/ (Kaldi dirs + data.jsonl), wav/
+data_dir=data           # corpus: train/ dev/ test/ heldout/ real/ (Kaldi dirs + data.jsonl), wav/
+download_dir=download   # package files the held-out sets are read from
 model_dir=exp/models    # pretrained models: whisper-tiny.en.pt, SmolLM2-135M-Instruct/
 conf=conf/ctc_compress.yaml  # training set-up
 exp_dir=                # trained model, decodes, RESULTS.md [default: exp/<conf name>]
@@ -24,11 +27,12 @@ exp_dir=                # trained model, decodes, RESULTS.md [default: exp/<conf
 num_train=8000          # training utterances to synthesise
 num_dev=100             # dev utterances
 num_test=100            # test utterances
+num_heldout=100         # held-out text and voices (0: none)
 nj=2                    # synthesis processes
 seed=777                # corpus seed: sentences, voices, speeds, pitches
 
 train_extra=            # more west-train flags, e.g. "--max_steps 3"
-decode_sets="dev test"  # sets to decode and score
+decode_sets="dev test heldout real"  # sets to decode and score
 beams="1 3 5"           # beam sizes, each decoded into exp_dir/decode_<set>_beam<N>_<settings>
 decode_batch_size=16    # utterances per decoding batch (the text does not depend on it)
 decode_extra="--max_new_tokens 64 --ctc_weight 0.5"  # more west-recognize flags: joint CTC / LLM decoding
@@ -64,12 +68,16 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   log "Stage 1: synthesise ${num_train}/${num_dev}/${num_test} utterances -> ${data_dir}"
   # The marker records the corpus's settings: other settings redo the stage (which reuses
   # every wav that is still wanted).
-  settings="num_train=${num_train} num_dev=${num_dev} num_test=${num_test} seed=${seed}"
+  settings="num_train=${num_train} num_dev=${num_dev} num_test=${num_test}"
+  settings+=" num_heldout=${num_heldout} seed=${seed} corpus=2"
   if [ "$(cat ${data_dir}/.done 2>/dev/null)" != "${settings}" ]; then
     python local/prepare_corpus.py --data_dir ${data_dir} --nj ${nj} --seed ${seed} \
-      --num_train ${num_train} --num_dev ${num_dev} --num_test ${num_test}
+      --num_train ${num_train} --num_dev ${num_dev} --num_test ${num_test} \
+      --num_heldout ${num_heldout} --download_dir ${download_dir}
     echo "${settings}" > ${data_dir}/.done
   fi
+  log "Stage 1: real human speech from PyPI and Debian packages -> ${data_dir}/real"
+  python local/prepare_real_speech.py --data_dir ${data_dir}/real --cache_dir ${download_dir}
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
@@ -95,26 +103,33 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  log "Stage 4: Whisper tiny.en's own decoder on test, results table, loss plot"
-  for mode in greedy beam5; do
-    beam=1
-    [ ${mode} = beam5 ] && beam=5
-    dir=${exp_dir}/whisper_baseline_${mode}
-    python local/whisper_baseline.py --model ${whisper} --beam_size ${beam} \
-      --data ${data_dir}/test/data.jsonl --result_path ${dir}/text
-    python ../../tools/compute_wer.py --filter_hallucinations \
-      ${data_dir}/test/text ${dir}/text > ${dir}/wer
-    log "${dir}/wer: $(grep -m1 '^%WER' ${dir}/wer)"
+  ref_sets=$(for s in ${decode_sets}; do [ ${s} != dev ] && echo -n "${s} "; done)
+  log "Stage 4: Whisper tiny.en's own decoder on ${ref_sets}results table, loss plot"
+  for set in ${ref_sets}; do
+    for mode in greedy beam5; do
+      beam=1
+      [ ${mode} = beam5 ] && beam=5
+      dir=${exp_dir}/whisper_baseline_${set}_${mode}
+      python local/whisper_baseline.py --model ${whisper} --beam_size ${beam} \
+        --data ${data_dir}/${set}/data.jsonl --result_path ${dir}/text
+      python ../../tools/compute_wer.py --filter_hallucinations \
+        ${data_dir}/${set}/text ${dir}/text > ${dir}/wer
+      log "${dir}/wer: $(grep -m1 '^%WER' ${dir}/wer)"
+    done
   done
   python ../../tools/results_table.py --output ${exp_dir}/RESULTS.md ${exp_dir}
   {
     echo
-    echo "Reference: Whisper tiny.en's own decoder (openai-whisper, no LLM), test"
+    echo "Reference: Whisper tiny.en's own decoder (openai-whisper, no LLM): WER"
     echo
-    echo "| decoder | WER |"
-    echo "|---------|-----|"
+    echo "| decoder | $(echo ${ref_sets} | sed 's/ / | /g') |"
+    echo "|---------|$(for s in ${ref_sets}; do echo -n '-----|'; done)"
     for mode in greedy beam5; do
-      echo "| ${mode} | $(grep -m1 '^%WER' ${exp_dir}/whisper_baseline_${mode}/wer | cut -d' ' -f2) |"
+      echo -n "| ${mode} |"
+      for set in ${ref_sets}; do
+        echo -n " $(grep -m1 '^%WER' ${exp_dir}/whisper_baseline_${set}_${mode}/wer | cut -d' ' -f2) |"
+      done
+      echo
     done
   } >> ${exp_dir}/RESULTS.md
   python ../../tools/plot_loss.py ${exp_dir} -o ${exp_dir}/loss.png

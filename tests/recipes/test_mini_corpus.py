@@ -1,4 +1,5 @@
-"""examples/mini's corpus synthesis (local/prepare_corpus.py) on a tiny size."""
+"""examples/mini's corpus synthesis (local/prepare_corpus.py) on a tiny size: every voice
+family, baked augmentation, the held-out set (Harvard sentences, held-out voices)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,24 @@ import pytest
 import soundfile as sf
 from conftest import MINI_LOCAL as LOCAL
 from fortune_sentences import clean_sentence, split_sentences, transcript
+from prepare_corpus import FAMILIES, HELDOUT, Voices
+from voices import available_voices
 
-SIZES = {"train": 12, "dev": 4, "test": 4}  # 4: dev/test cycle through their 4 voice groups
+# dev/test: 4 cycle through their first 4 voice groups; heldout: 5, one per family
+SIZES = {"train": 24, "dev": 4, "test": 4, "heldout": 5}
 KALDI_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur")
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None or not Path("/usr/share/games/fortunes").is_dir(),
-    reason="needs espeak-ng (with the MBROLA voices) and the fortunes package",
+    shutil.which("espeak-ng") is None
+    or not Path("/usr/share/games/fortunes").is_dir()
+    or not all(available_voices().get(e) for e in ("pico", "flite", "fest")),
+    reason="needs espeak-ng (with the MBROLA voices), pico2wave, flite, festival (tools/install.sh)",
 )
 
 
 def prepare(data_dir: Path, nj: int = 2) -> None:
     cmd = [sys.executable, str(LOCAL / "prepare_corpus.py"), "--data_dir", str(data_dir)]
+    cmd += ["--download_dir", str(data_dir.parent / "download")]
     cmd += ["--nj", str(nj)] + [a for s, n in SIZES.items() for a in (f"--num_{s}", str(n))]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
 
@@ -98,6 +105,32 @@ def test_kaldi_files_sorted_and_match_jsonl(corpus):
         for u in utts:
             assert u["txt"] == transcript(u["sentence"])
             assert 3 <= len(u["txt"].split()) <= 20
+
+
+def test_heldout_set_reads_other_text_with_unheard_voices(corpus):
+    held = rows(corpus, "heldout")
+    train = rows(corpus, "train")
+    voices = Voices.build(HELDOUT)
+    heldout_voices = {v for pool in voices.heldout.values() for v in pool}
+    assert {u["voice"] for u in held} <= heldout_voices
+    assert not {u["voice"] for u in train} & heldout_voices
+    # one voice of each family, in family order
+    by_index = {int(u["key"][-5:]): u["voice"] for u in held}
+    assert [by_index[i] for i in (1, 2, 3, 4)] == ["mb-us2", "pico-en-GB", "flite-awb", "fest-rab"]
+    assert by_index[0].endswith("+f4")
+    fortunes = {u["txt"] for s in ("train", "dev", "test") for u in rows(corpus, s)}
+    assert not {u["txt"] for u in held} & fortunes
+    assert all("augment" not in u for s in ("dev", "test", "heldout") for u in rows(corpus, s))
+
+
+def test_train_mixes_families_and_bakes_augmentation(corpus):
+    train = rows(corpus, "train")
+    family = {v: f for f, vs in FAMILIES.items() for v in vs}
+    assert len({family[u["voice"]] for u in train}) >= 4
+    augmented = [u for u in train if "augment" in u]
+    assert 0.4 * len(train) <= len(augmented) < len(train)
+    # the chain is part of the wav's name hash: the same plan without it names another file
+    assert len({Path(u["wav"]).name for u in train}) == len(train)
 
 
 def test_rerun_is_idempotent_and_resumes(tmp_path, corpus):

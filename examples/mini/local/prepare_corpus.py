@@ -36,14 +36,18 @@ from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import soxr
+from augment import Augment, apply, draw
 from espeak import speak
 from fortune_sentences import FORTUNE_DIR, fortune_sentences, transcript
+from heldout_sentences import harvard_sentences
 from tqdm import tqdm
+from voices import speak_any
 
 SAMPLE_RATE = 16000
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "dev", "test", "heldout")
 # espeak-ng's English accents, and the voice variants (timbre, pitch range) applied to them.
 # No variant name is a prefix of another, so no voice name is (Kaldi's sort order).
 ACCENTS = (
@@ -59,7 +63,16 @@ ACCENTS = (
 VARIANTS = tuple(f"m{i}" for i in range(1, 9)) + tuple(f"f{i}" for i in range(1, 6))
 VARIANTS += ("croak", "klatt")
 MBROLA = ("mb-us1", "mb-us2", "mb-us3", "mb-en1")
-HELDOUT = "mb-us2 +f4"
+# Voice families (local/voices.py): formant, diphone and statistical-parametric voices.
+FAMILIES = {
+    "espeak": tuple(f"{a}+{v}" for a in ACCENTS for v in VARIANTS),
+    "mbrola": MBROLA,
+    "pico": ("pico-en-US", "pico-en-GB"),
+    "flite": ("flite-kal16", "flite-awb", "flite-rms", "flite-slt"),
+    "festival": ("fest-kal", "fest-ked", "fest-rab", "fest-slt-hts"),
+}
+SHARES = "espeak=0.3 mbrola=0.15 pico=0.2 flite=0.2 festival=0.15"
+HELDOUT = "mb-us2 +f4 pico-en-GB flite-awb fest-rab"
 
 log = logging.getLogger("prepare_corpus")
 
@@ -71,51 +84,77 @@ class Job:
     key: str
     split: str
     voice: str
-    speed: int  # words per minute
-    pitch: int  # 0-99, espeak-ng's -p
-    sentence: str  # what espeak-ng reads
+    speed: int  # words per minute (espeak-ng's -s; other engines: speed / 175 of their own)
+    pitch: int  # 0-99 (espeak-ng's -p; other engines: 1 + (pitch - 50) / 100 of their own)
+    sentence: str  # what the voice reads
     txt: str  # what the model should write
     wav: str
+    augment: Augment = Augment()  # the acoustic chain baked into the wav (none: clean)
 
 
 @dataclass(frozen=True)
 class Voices:
-    """The voice pools: (espeak-ng voices, MBROLA voices) heard in training, and held out."""
+    """Per family (FAMILIES' order), the voices heard in training and those held out."""
 
-    seen: tuple[tuple[str, ...], tuple[str, ...]]
-    heldout: tuple[tuple[str, ...], tuple[str, ...]]
+    seen: dict[str, tuple[str, ...]]
+    heldout: dict[str, tuple[str, ...]]
 
     @classmethod
-    def build(cls, heldout: str) -> Voices:
-        """`heldout`: voices (`mb-us2`, `en-us+m3`) and variants (`+f4`), space-separated."""
+    def build(cls, heldout: str, families: tuple[str, ...] = tuple(FAMILIES)) -> Voices:
+        """`heldout`: voices (`mb-us2`, `en-us+m3`) and espeak-ng variants (`+f4`),
+        space-separated; `families`: the families to use."""
         names = heldout.split()
         variants = {n[1:] for n in names if n.startswith("+")}
         whole = {n for n in names if not n.startswith("+")}
         unknown = variants - set(VARIANTS)
         if unknown:
             raise SystemExit(f"--heldout_voices: unknown variants {sorted(unknown)}")
-        espeak = [f"{a}+{v}" for a in ACCENTS for v in VARIANTS]
-        unknown = whole - set(espeak) - set(MBROLA)
+        unknown = whole - {v for f in FAMILIES.values() for v in f}
         if unknown:
             raise SystemExit(f"--heldout_voices: unknown voices {sorted(unknown)}")
-        out = [v for v in espeak if v in whole or v.split("+")[1] in variants]
-        seen_espeak = tuple(v for v in espeak if v not in out)
-        return cls(
-            seen=(seen_espeak, tuple(v for v in MBROLA if v not in whole)),
-            heldout=(tuple(out), tuple(v for v in MBROLA if v in whole)),
-        )
+
+        def out(v: str) -> bool:
+            return v in whole or ("+" in v and v.split("+")[1] in variants)
+
+        seen = {f: tuple(v for v in FAMILIES[f] if not out(v)) for f in families}
+        held = {f: tuple(v for v in FAMILIES[f] if out(v)) for f in families}
+        return cls(seen, held)
 
 
-def _pick(rng: random.Random, pools: tuple[tuple[str, ...], ...], family: int) -> str:
-    """A voice from pools[family], or from the other family if that one is empty."""
-    pool = pools[family] or pools[1 - family]
-    if not pool:
-        raise SystemExit("no voice left to choose from; check --heldout_voices")
-    return rng.choice(pool)
+def parse_shares(text: str, families: tuple[str, ...]) -> dict[str, float]:
+    """`espeak=0.3 pico=0.2 ...` -> {family: share}, normalised over `families`."""
+    shares = {}
+    for item in text.split():
+        name, _, value = item.partition("=")
+        if name not in FAMILIES or not value:
+            raise SystemExit(f"--family_shares: expected FAMILY=SHARE with FAMILY in "
+                             f"{list(FAMILIES)}, got {item!r}")
+        shares[name] = float(value)
+    shares = {f: w for f, w in shares.items() if f in families and w > 0}
+    if not shares:
+        raise SystemExit(f"--family_shares {text!r}: no share left for families {families}")
+    total = sum(shares.values())
+    return {f: w / total for f, w in shares.items()}
 
 
-def make_plan(args: argparse.Namespace, sentences: list[str]) -> list[Job]:
-    """Every utterance of every split, reproducibly from `args.seed`."""
+def _pick(rng: random.Random, pools: dict[str, tuple[str, ...]], family: str) -> str:
+    """A voice of `family` from `pools`, or of the next family that has one."""
+    order = list(pools)
+    start = order.index(family)
+    for f in order[start:] + order[:start]:
+        if pools[f]:
+            return rng.choice(pools[f])
+    raise SystemExit("no voice left to choose from; check --heldout_voices")
+
+
+def make_plan(
+    args: argparse.Namespace, sentences: list[str], heldout_text: list[str] | None = None
+) -> list[Job]:
+    """Every utterance of every split, reproducibly from `args.seed`.
+
+    train, dev and test read fortunes; `heldout` reads `heldout_text` (another source),
+    with held-out voices only.
+    """
     sizes = {"test": args.num_test, "dev": args.num_dev, "train": args.num_train}
     if sum(sizes.values()) > len(sentences):
         raise SystemExit(
@@ -124,30 +163,61 @@ def make_plan(args: argparse.Namespace, sentences: list[str]) -> list[Job]:
         )
     order = sentences[:]
     random.Random(args.seed).shuffle(order)
-    voices = Voices.build(args.heldout_voices)
-    data_dir = Path(args.data_dir).resolve()
-    jobs: list[Job] = []
+    slices = {}
     start = 0
     for split in ("test", "dev", "train"):  # held-out sets first: --num_train leaves them be
+        slices[split] = order[start : start + sizes[split]]
+        start += sizes[split]
+    if args.num_heldout:
+        text = (heldout_text or [])[:]
+        if len(text) < args.num_heldout:
+            raise SystemExit(f"--num_heldout {args.num_heldout}: only {len(text)} sentences")
+        random.Random(args.seed).shuffle(text)
+        slices["heldout"] = text[: args.num_heldout]
+    families = tuple(args.families.split())
+    voices = Voices.build(args.heldout_voices, families)
+    shares = parse_shares(args.family_shares, families)
+    data_dir = Path(args.data_dir).resolve()
+    jobs: list[Job] = []
+    for split, chosen in slices.items():
         rng = random.Random(f"{args.seed}:{split}")
-        for i, sentence in enumerate(order[start : start + sizes[split]]):
+        aug_rng = random.Random(f"{args.seed}:{split}:augment")
+        for i, sentence in enumerate(chosen):
             if split == "train":
-                family = int(rng.random() < args.mbrola_share)
-                voice = _pick(rng, voices.seen, family)
-            else:  # cycle: seen espeak, held-out espeak, seen MBROLA, held-out MBROLA
+                voice = _pick(rng, voices.seen, draw_family(rng, shares))
+            elif split == "heldout":  # every held-out family in turn
+                voice = _pick(rng, voices.heldout, families[i % len(families)])
+            else:  # cycle: seen espeak, held-out espeak, seen MBROLA, held-out MBROLA, ...
                 pools = voices.heldout if i % 2 else voices.seen
-                voice = _pick(rng, pools, (i // 2) % 2)
+                voice = _pick(rng, pools, families[(i // 2) % len(families)])
             speed = rng.randint(args.min_speed, args.max_speed)
             pitch = rng.randint(args.min_pitch, args.max_pitch)
             key = f"{voice}-{split}-{i:05d}"
+            augment = draw(aug_rng, args.augment_share) if split == "train" else Augment()
             settings = f"{voice}|{speed}|{pitch}|{SAMPLE_RATE}|{sentence}"
+            if augment.spec():
+                settings += f"|{augment.spec()}"
             digest = hashlib.sha1(settings.encode()).hexdigest()[:8]
             wav = data_dir / "wav" / split / f"{key}-{digest}.wav"
-            jobs.append(
-                Job(key, split, voice, speed, pitch, sentence, transcript(sentence), str(wav))
-            )
-        start += sizes[split]
+            txt = transcript(sentence)
+            jobs.append(Job(key, split, voice, speed, pitch, sentence, txt, str(wav), augment))
     return jobs
+
+
+def draw_family(rng: random.Random, shares: dict[str, float]) -> str:
+    r, acc = rng.random(), 0.0
+    for family, share in shares.items():
+        acc += share
+        if r < acc:
+            return family
+    return family
+
+
+def read_aloud(job: Job) -> tuple[np.ndarray, int]:
+    """The job's sentence as int16 samples and their rate, from its voice's engine."""
+    if job.voice in FAMILIES["mbrola"] or "+" in job.voice:
+        return speak(job.sentence, job.voice, job.speed, job.pitch)
+    return speak_any(job.voice, job.sentence, job.speed / 175, 1 + (job.pitch - 50) / 100)
 
 
 def synthesise(job: Job, max_seconds: float) -> tuple[Job, float, str | None]:
@@ -160,12 +230,13 @@ def synthesise(job: Job, max_seconds: float) -> tuple[Job, float, str | None]:
     if wav.is_file():
         return job, sf.info(str(wav)).duration, None
     try:
-        audio, sr = speak(job.sentence, job.voice, job.speed, job.pitch)
+        audio, sr = read_aloud(job)
     except RuntimeError as e:
         raise RuntimeError(f"{job.key}: {e}") from None
     # espeak-ng writes 22.05 kHz (MBROLA voices 16 kHz); int16 in, int16 out: soxr clips.
     if sr != SAMPLE_RATE:
         audio = soxr.resample(audio, sr, SAMPLE_RATE)
+    audio = apply(audio, SAMPLE_RATE, job.augment, job.key)
     duration = len(audio) / SAMPLE_RATE
     if duration > max_seconds:
         return job, duration, f"{duration:.1f} s is over --max_seconds {max_seconds}"
@@ -200,6 +271,8 @@ def write_split(split_dir: Path, kept: list[tuple[Job, float]]) -> None:
     for job, duration in kept:
         row = {"key": job.key, "wav": job.wav, "txt": job.txt, "duration": round(duration, 3)}
         row.update(voice=job.voice, speed=job.speed, pitch=job.pitch, sentence=job.sentence)
+        if job.augment.spec():
+            row["augment"] = job.augment.spec()
         rows.append(json.dumps(row, ensure_ascii=False))
     _write(split_dir / "data.jsonl", rows)
 
@@ -218,11 +291,39 @@ def get_parser() -> argparse.ArgumentParser:
         default=HELDOUT,
         help=f"voices and +variants never used in train (default: '{HELDOUT}')",
     )
-    p.add_argument("--mbrola_share", type=float, default=1 / 3, help="of train (default 1/3)")
+    p.add_argument(
+        "--families",
+        default=" ".join(FAMILIES),
+        help=f"voice families to use (default: '{' '.join(FAMILIES)}')",
+    )
+    p.add_argument(
+        "--family_shares",
+        default=SHARES,
+        help=f"of train, per family (normalised; default: '{SHARES}')",
+    )
+    p.add_argument(
+        "--num_heldout",
+        type=int,
+        default=100,
+        help="utterances of the `heldout` set: Harvard sentences (local/heldout_sentences.py), "
+        "held-out voices only (default: 100; 0: none)",
+    )
+    p.add_argument(
+        "--download_dir",
+        type=Path,
+        default=Path("download"),
+        help="where the Harvard sentences' Debian package is unpacked if it is not installed",
+    )
     p.add_argument("--min_speed", type=int, default=130, help="words per minute")
     p.add_argument("--max_speed", type=int, default=200)
     p.add_argument("--min_pitch", type=int, default=30, help="espeak-ng -p, 0-99")
     p.add_argument("--max_pitch", type=int, default=70)
+    p.add_argument(
+        "--augment_share",
+        type=float,
+        default=0.7,
+        help="of train: utterances given a random acoustic chain (local/augment.py; default 0.7)",
+    )
     p.add_argument("--max_seconds", type=float, default=12.0, help="longer ones are dropped")
     return p
 
@@ -231,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sentences = fortune_sentences(args.fortune_dir)
-    jobs = make_plan(args, sentences)
+    heldout_text = harvard_sentences(args.download_dir) if args.num_heldout else None
+    jobs = make_plan(args, sentences, heldout_text)
     log.info("%d sentences found; %d utterances planned", len(sentences), len(jobs))
     work = partial(synthesise, max_seconds=args.max_seconds)
     results: list[tuple[Job, float, str | None]] = []
@@ -249,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         if dropped:
             log.warning("%s dropped: %s: %s", job.key, dropped, job.sentence)
     for split in SPLITS:
+        if split == "heldout" and not args.num_heldout:
+            continue
         kept = [(j, d) for j, d, dropped in results if j.split == split and not dropped]
         write_split(Path(args.data_dir) / split, kept)
         hours = sum(d for _, d in kept) / 3600
