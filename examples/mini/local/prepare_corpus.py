@@ -1,22 +1,31 @@
-"""Synthesise the mini corpus: fortune sentences read by espeak-ng and MBROLA voices.
+"""Synthesise the mini corpus: fortune sentences read by five families of offline voices.
 
-    python local/prepare_corpus.py --data_dir data --num_train 3000 --num_dev 100 \
-        --num_test 100 --nj 2
+    python local/prepare_corpus.py --data_dir data --num_train 8000 --num_dev 100 \
+        --num_test 100 --num_heldout 100 --nj 2
 
-writes, for each split in train, dev and test,
+writes, for each split in train, dev, test and heldout,
 
     DATA_DIR/wav/SPLIT/<key>-<hash>.wav     16 kHz mono 16-bit; <hash> names the settings
     DATA_DIR/SPLIT/{wav.scp,text,utt2spk,spk2utt,utt2dur}   Kaldi data dir, sorted by key
     DATA_DIR/SPLIT/data.jsonl               {"key","wav","txt","duration","voice","speed",
-                                             "pitch","sentence"} per line, sorted by key
+                                             "pitch","sentence"[,"augment"]} per line
 
-The plan (which sentence, voice, speed and pitch each utterance gets) depends only on the seed
-and the sizes: the sentences are shuffled once and test, dev and train take disjoint slices in
-that order, so growing --num_train keeps dev, test and the first training utterances as they
-were. The speaker of an utterance is its voice (`en-us+m3`, `mb-us1`), and keys start with it
-(so sorting by key and by speaker agree, as Kaldi wants). Held-out voices never occur in
-train; dev and test take half their utterances from held-out voices, half from training
-voices, each half split between espeak-ng and MBROLA voices.
+Voices (local/voices.py; the speaker of an utterance is its voice, and keys start with it, so
+sorting by key and by speaker agree, as Kaldi wants): espeak-ng's accents x variants
+(formant), MBROLA's 4 English voices and Festival's kal/ked (diphone), SVOX Pico (en-US,
+en-GB), flite's kal16 (diphone) and awb/rms/slt (clustergen), Festival's slt (HTS). Train draws
+a family by --family_shares, then a voice of it. Held-out voices (--heldout_voices) never
+occur in train; dev and test take half their utterances from held-out voices, half from
+training voices, cycling through the families.
+
+Sentences: the fortunes are shuffled once and test, dev and train take disjoint slices in that
+order, so growing --num_train keeps dev, test and the first training utterances as they were.
+`heldout` reads another text source, the Harvard sentences (local/heldout_sentences.py), with
+held-out voices only: a test of new sentences and new voices at once.
+
+Train utterances get a random acoustic chain (local/augment.py: speed, microphone tilt, room,
+noise, phone band, codec, level) with probability --augment_share; dev, test and heldout are
+clean.
 
 A wav is written under a temporary name and renamed when complete, and its name carries a
 hash of everything that shapes it, so a rerun reuses what exists and redoes only the rest.
@@ -71,7 +80,7 @@ FAMILIES = {
     "flite": ("flite-kal16", "flite-awb", "flite-rms", "flite-slt"),
     "festival": ("fest-kal", "fest-ked", "fest-rab", "fest-slt-hts"),
 }
-SHARES = "espeak=0.3 mbrola=0.15 pico=0.2 flite=0.2 festival=0.15"
+SHARES = "espeak=0.3 mbrola=0.15 pico=0.2 flite=0.25 festival=0.1"
 HELDOUT = "mb-us2 +f4 pico-en-GB flite-awb fest-rab"
 
 log = logging.getLogger("prepare_corpus")

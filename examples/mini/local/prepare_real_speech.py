@@ -314,7 +314,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    wav_dir = args.data_dir / "wav"
+    wav_dir = args.data_dir.resolve() / "wav"  # absolute paths in the lists, as prepare_corpus
     wav_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for key, utt in collect(args.cache_dir):
