@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
@@ -87,20 +87,27 @@ def clean_sentence(sentence: str) -> str | None:
     return sentence if MIN_WORDS <= n <= MAX_WORDS else None
 
 
+def keep_unique(raws: Iterable[str], seen: Iterable[str] = ()) -> list[str]:
+    """The sentences clean_sentence keeps, each transcript once (first occurrence wins), in
+    order; none whose transcript is in `seen`."""
+    seen = set(seen)
+    kept = []
+    for raw in raws:
+        sentence = clean_sentence(raw)
+        if sentence is None:
+            continue
+        key = transcript(sentence)
+        if key not in seen:
+            seen.add(key)
+            kept.append(sentence)
+    return kept
+
+
 def fortune_sentences(fortune_dir: Path = FORTUNE_DIR) -> list[str]:
     """Every kept sentence once (first occurrence wins), in database order."""
-    seen: set[str] = set()
-    kept = []
-    for fortune in read_fortunes(fortune_dir):
-        for raw in split_sentences(fortune):
-            sentence = clean_sentence(raw)
-            if sentence is None:
-                continue
-            key = transcript(sentence)
-            if key not in seen:
-                seen.add(key)
-                kept.append(sentence)
-    return kept
+    return keep_unique(
+        s for fortune in read_fortunes(fortune_dir) for s in split_sentences(fortune)
+    )
 
 
 def main() -> None:

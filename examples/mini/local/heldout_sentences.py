@@ -23,7 +23,7 @@ import subprocess
 import zlib
 from pathlib import Path
 
-from fortune_sentences import MAX_WORDS, clean_sentence, fortune_sentences, transcript
+from fortune_sentences import fortune_sentences, keep_unique, transcript
 
 STRINGR_DIR = Path("/usr/lib/R/site-library/stringr")
 SOURCE = STRINGR_DIR / "data" / "Rdata.rdb"  # the `sentences` object in it
@@ -102,20 +102,15 @@ def read_r_data(data_dir: Path, name: str) -> list[str]:
     return value
 
 
-def heldout_sentences(stringr_dir: Path = STRINGR_DIR, exclude_fortunes: bool = True) -> list[str]:
-    """The kept Harvard sentences, in list order, each once; none that is a fortune sentence."""
+def heldout_sentences(
+    stringr_dir: Path = STRINGR_DIR, exclude: list[str] | None = None
+) -> list[str]:
+    """The kept Harvard sentences, in list order, each once; none whose transcript is one of
+    `exclude`'s (default: the fortune sentences)."""
     raw = read_r_data(stringr_dir / "data", "sentences")
-    seen = {transcript(s) for s in fortune_sentences()} if exclude_fortunes else set()
-    kept = []
-    for sentence in raw:
-        sentence = clean_sentence(" ".join(sentence.split()))
-        if sentence is None:
-            continue
-        key = transcript(sentence)
-        if MIN_WORDS <= len(key.split()) <= MAX_WORDS and key not in seen:
-            seen.add(key)
-            kept.append(sentence)
-    return kept
+    exclude = fortune_sentences() if exclude is None else exclude
+    kept = keep_unique((" ".join(s.split()) for s in raw), (transcript(s) for s in exclude))
+    return [s for s in kept if len(transcript(s).split()) >= MIN_WORDS]
 
 
 def stringr_dir(download_dir: Path) -> Path:
@@ -140,9 +135,9 @@ def stringr_dir(download_dir: Path) -> Path:
     return found
 
 
-def harvard_sentences(download_dir: Path) -> list[str]:
+def harvard_sentences(download_dir: Path, exclude: list[str] | None = None) -> list[str]:
     """heldout_sentences() from the installed or downloaded r-cran-stringr."""
-    return heldout_sentences(stringr_dir(download_dir))
+    return heldout_sentences(stringr_dir(download_dir), exclude)
 
 
 def main() -> None:

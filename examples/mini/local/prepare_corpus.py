@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sentences = fortune_sentences(args.fortune_dir)
-    heldout_text = harvard_sentences(args.download_dir) if args.num_heldout else None
+    heldout_text = harvard_sentences(args.download_dir, sentences) if args.num_heldout else None
     jobs = make_plan(args, sentences, heldout_text)
     log.info("%d sentences found; %d utterances planned", len(sentences), len(jobs))
     work = partial(synthesise, max_seconds=args.max_seconds)
