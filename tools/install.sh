@@ -2,7 +2,8 @@
 # Set up WeST on a fresh Debian/Ubuntu machine, from the repository root:
 #   - system packages for the offline recipe and the tests: the voices the mini corpus is
 #     synthesised with (espeak-ng, MBROLA, SVOX Pico, flite, Festival; Debian's contrib and
-#     non-free components are enabled for MBROLA and Pico), sox, fortunes, the Asterisk prompts
+#     non-free components are enabled for MBROLA and Pico), sox, the text it reads (fortunes, and
+#     WordNet's example sentences), the Asterisk prompts
 #     (real human speech for a held-out test set), and g++
 #     (on CPU, DeepSpeed compiles a small communication op with it the first time it runs),
 #     and chromium (the west-serve demo page's browser test drives it headless);
@@ -18,7 +19,7 @@ log() { echo "$(date '+%H:%M:%S') (install.sh) $*"; }
 
 apt_packages="espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 sox fortunes fortunes-min g++
   chromium libttspico-utils flite festival festvox-kallpc16k festvox-kdlpc16k festvox-rablpc16k
-  festvox-us-slt-hts asterisk-core-sounds-en-wav"
+  festvox-us-slt-hts asterisk-core-sounds-en-wav wordnet-base"
 if command -v apt-get >/dev/null; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   missing=$(for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)

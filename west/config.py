@@ -25,6 +25,7 @@ import transformers
 
 from west.checkpoint import CONFIG_NAME
 from west.distributed import has_accelerator, world_size
+from west.models.masking import MaskConf
 
 CTC_VOCABS = ("full", "train")
 COMPRESSIONS = ("none", "ctc", "ctc_soft")
@@ -195,11 +196,26 @@ class ModelArguments:
         },
     )
     lm_weight: float = field(default=1.0, metadata={"help": "weight of the LLM's LM loss"})
+    speech_masking: dict | str | None = field(
+        default_factory=dict,
+        metadata={
+            "help": "SpecAugment-style masks on the encoder's output in training, a JSON "
+            "mapping: time_masks, time_width, channel_masks, channel_width, max_time_share "
+            "(west.models.masking.MaskConf); {} = none"
+        },
+    )
 
     def __post_init__(self):
         self.projector_conf = parse_block("projector_conf", self.projector_conf)
         ctc = CTCConf.from_mapping(parse_block("ctc_conf", self.ctc_conf))
         self.ctc_conf = dataclasses.asdict(ctc)  # every key, as west_config.json shows it
+        masking = MaskConf.from_mapping(parse_block("speech_masking", self.speech_masking))
+        self.speech_masking = dataclasses.asdict(masking)
+
+    @property
+    def masking(self) -> MaskConf:
+        """`speech_masking`, typed."""
+        return MaskConf(**self.speech_masking)
 
     @property
     def ctc(self) -> CTCConf:

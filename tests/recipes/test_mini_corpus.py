@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from conftest import MINI_LOCAL as LOCAL
-from fortune_sentences import clean_sentence, split_sentences, transcript
+from fortune_sentences import clean_sentence, fortune_sentences, split_sentences, transcript
 from prepare_corpus import FAMILIES, HELDOUT, Voices
 from voices import available_voices
+from wordnet_sentences import wordnet_sentences
 
 # dev/test: 4 cycle through their first 4 voice groups; heldout: 5, one per family
 SIZES = {"train": 24, "dev": 4, "test": 4, "heldout": 5}
@@ -23,8 +24,10 @@ KALDI_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur")
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None
     or not Path("/usr/share/games/fortunes").is_dir()
+    or not Path("/usr/share/wordnet/data.noun").is_file()
     or not all(available_voices().get(e) for e in ("pico", "flite", "fest")),
-    reason="needs espeak-ng (with the MBROLA voices), pico2wave, flite, festival (tools/install.sh)",
+    reason="needs espeak-ng (with the MBROLA voices), pico2wave, flite, festival, fortunes and "
+    "wordnet-base (tools/install.sh)",
 )
 
 
@@ -118,8 +121,8 @@ def test_heldout_set_reads_other_text_with_unheard_voices(corpus):
     by_index = {int(u["key"][-5:]): u["voice"] for u in held}
     assert [by_index[i] for i in (1, 2, 3, 4)] == ["mb-us2", "pico-en-GB", "flite-awb", "fest-rab"]
     assert by_index[0].endswith("+f4")
-    fortunes = {u["txt"] for s in ("train", "dev", "test") for u in rows(corpus, s)}
-    assert not {u["txt"] for u in held} & fortunes
+    seen = {u["txt"] for s in ("train", "dev", "test") for u in rows(corpus, s)}
+    assert not {u["txt"] for u in held} & seen
     assert all("augment" not in u for s in ("dev", "test", "heldout") for u in rows(corpus, s))
 
 
@@ -168,3 +171,14 @@ def test_sentence_cleaning():
         "He said hello to me.",
         "And left!",
     ]
+
+
+def test_splits_read_fortunes_and_wordnet_in_turn(corpus):
+    fortunes = {transcript(s) for s in fortune_sentences()}
+    wordnet = {transcript(s) for s in wordnet_sentences()}
+    for split in ("train", "dev", "test"):
+        txts = [u["txt"] for u in rows(corpus, split)]
+        from_fortunes = sum(t in fortunes for t in txts)
+        from_wordnet = sum(t in wordnet for t in txts)
+        assert from_fortunes + from_wordnet == len(txts)
+        assert abs(from_fortunes - from_wordnet) <= 1, split  # none dropped at this size

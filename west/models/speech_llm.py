@@ -19,6 +19,7 @@ from west.distributed import full_shape, gathered
 from west.models.ctc import CTCHead, CTCPrefixScorer
 from west.models.encoder import WhisperEncoder
 from west.models.llm import Prompt, lora_parameters, stop_token_ids
+from west.models.masking import mask_frames
 from west.models.search import ignored_settings, search
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class SpeechLLM(nn.Module):
         if self.encoder_top is not None:
             top_dtype = next(self.encoder_top.parameters()).dtype
             enc, enc_lens = self.encoder_top(enc.to(top_dtype), enc_lens)
+        if self.training:
+            enc = mask_frames(enc, enc_lens, self.config.masking)
         proj_dtype = next(self.projector.parameters()).dtype
         speech, lens = self.projector(enc.to(proj_dtype), enc_lens)
         return speech, lens

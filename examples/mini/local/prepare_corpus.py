@@ -1,4 +1,4 @@
-"""Synthesise the mini corpus: fortune sentences read by five families of offline voices.
+"""Synthesise the mini corpus: fortunes and WordNet examples read by five families of voices.
 
     python local/prepare_corpus.py --data_dir data --num_train 8000 --num_dev 100 \
         --num_test 100 --num_heldout 100 --nj 2
@@ -18,7 +18,9 @@ a family by --family_shares, then a voice of it. Held-out voices (--heldout_voic
 occur in train; dev and test take half their utterances from held-out voices, half from
 training voices, cycling through the families.
 
-Sentences: the fortunes are shuffled once and test, dev and train take disjoint slices in that
+Sentences: each text source (--text_sources: Debian's fortunes, local/fortune_sentences.py, and
+WordNet's examples, local/wordnet_sentences.py) is shuffled once, and the sources take turns,
+so every split reads them in equal shares. Test, dev and train take disjoint slices in that
 order, so growing --num_train keeps dev, test and the first training utterances as they were.
 `heldout` reads another text source, the Harvard sentences (local/heldout_sentences.py), with
 held-out voices only: a test of new sentences and new voices at once.
@@ -54,6 +56,7 @@ from fortune_sentences import FORTUNE_DIR, fortune_sentences, transcript
 from heldout_sentences import harvard_sentences
 from tqdm import tqdm
 from voices import speak_any
+from wordnet_sentences import WORDNET_DIR, wordnet_sentences
 
 SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test", "heldout")
@@ -82,6 +85,7 @@ FAMILIES = {
 }
 SHARES = "espeak=0.3 mbrola=0.15 pico=0.2 flite=0.25 festival=0.1"
 HELDOUT = "mb-us2 +f4 pico-en-GB flite-awb fest-rab"
+TEXT_SOURCES = ("fortunes", "wordnet")
 
 log = logging.getLogger("prepare_corpus")
 
@@ -136,8 +140,10 @@ def parse_shares(text: str, families: tuple[str, ...]) -> dict[str, float]:
     for item in text.split():
         name, _, value = item.partition("=")
         if name not in FAMILIES or not value:
-            raise SystemExit(f"--family_shares: expected FAMILY=SHARE with FAMILY in "
-                             f"{list(FAMILIES)}, got {item!r}")
+            raise SystemExit(
+                f"--family_shares: expected FAMILY=SHARE with FAMILY in "
+                f"{list(FAMILIES)}, got {item!r}"
+            )
         shares[name] = float(value)
     shares = {f: w for f, w in shares.items() if f in families and w > 0}
     if not shares:
@@ -156,22 +162,35 @@ def _pick(rng: random.Random, pools: dict[str, tuple[str, ...]], family: str) ->
     raise SystemExit("no voice left to choose from; check --heldout_voices")
 
 
+def take_turns(sources: dict[str, list[str]], seed: int) -> list[str]:
+    """Each source shuffled (seeded by its name), then one sentence of each in turn, as long
+    as every source has one left: equal shares at any length of the list."""
+    shuffled = []
+    for name, sentences in sources.items():
+        order = sentences[:]
+        random.Random(f"{seed}:{name}").shuffle(order)
+        shuffled.append(order)
+    return [s for group in zip(*shuffled) for s in group]
+
+
 def make_plan(
-    args: argparse.Namespace, sentences: list[str], heldout_text: list[str] | None = None
+    args: argparse.Namespace,
+    sources: dict[str, list[str]],
+    heldout_text: list[str] | None = None,
 ) -> list[Job]:
     """Every utterance of every split, reproducibly from `args.seed`.
 
-    train, dev and test read fortunes; `heldout` reads `heldout_text` (another source),
-    with held-out voices only.
+    train, dev and test read `sources` ({name: sentences}) in turns; `heldout` reads
+    `heldout_text` (another source), with held-out voices only.
     """
     sizes = {"test": args.num_test, "dev": args.num_dev, "train": args.num_train}
-    if sum(sizes.values()) > len(sentences):
+    order = take_turns(sources, args.seed)
+    if sum(sizes.values()) > len(order):
+        found = ", ".join(f"{len(v)} from {k}" for k, v in sources.items())
         raise SystemExit(
-            f"{sum(sizes.values())} utterances asked for, but only {len(sentences)} "
-            f"sentences were found in {args.fortune_dir}"
+            f"{sum(sizes.values())} utterances asked for, but the text sources give only "
+            f"{len(order)} in equal shares ({found})"
         )
-    order = sentences[:]
-    random.Random(args.seed).shuffle(order)
     slices = {}
     start = 0
     for split in ("test", "dev", "train"):  # held-out sets first: --num_train leaves them be
@@ -286,6 +305,25 @@ def write_split(split_dir: Path, kept: list[tuple[Job, float]]) -> None:
     _write(split_dir / "data.jsonl", rows)
 
 
+def read_sources(args: argparse.Namespace) -> dict[str, list[str]]:
+    """{name: sentences} for --text_sources; a sentence is in one source only."""
+    names = args.text_sources.split()
+    unknown = set(names) - set(TEXT_SOURCES)
+    if unknown or not names:
+        raise SystemExit(
+            f"--text_sources: expected some of {list(TEXT_SOURCES)}, got {args.text_sources!r}"
+        )
+    sources: dict[str, list[str]] = {}
+    for name in names:
+        seen = {transcript(s) for v in sources.values() for s in v}
+        if name == "fortunes":
+            kept = fortune_sentences(args.fortune_dir)
+        else:
+            kept = wordnet_sentences(args.wordnet_dir)
+        sources[name] = [s for s in kept if transcript(s) not in seen]
+    return sources
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data_dir", default="data", help="where to write (default: data)")
@@ -294,7 +332,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_test", type=int, default=100)
     p.add_argument("--nj", type=int, default=2, help="synthesis processes (default: 2)")
     p.add_argument("--seed", type=int, default=777)
+    p.add_argument(
+        "--text_sources",
+        default=" ".join(TEXT_SOURCES),
+        help=f"what train, dev and test read, in equal shares (default: "
+        f"'{' '.join(TEXT_SOURCES)}')",
+    )
     p.add_argument("--fortune_dir", type=Path, default=FORTUNE_DIR)
+    p.add_argument("--wordnet_dir", type=Path, default=WORDNET_DIR)
     p.add_argument(
         "--heldout_voices",
         default=HELDOUT,
@@ -340,10 +385,12 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    sentences = fortune_sentences(args.fortune_dir)
-    heldout_text = harvard_sentences(args.download_dir, sentences) if args.num_heldout else None
-    jobs = make_plan(args, sentences, heldout_text)
-    log.info("%d sentences found; %d utterances planned", len(sentences), len(jobs))
+    sources = read_sources(args)
+    every = [s for sentences in sources.values() for s in sentences]
+    heldout_text = harvard_sentences(args.download_dir, every) if args.num_heldout else None
+    jobs = make_plan(args, sources, heldout_text)
+    found = ", ".join(f"{len(v)} from {k}" for k, v in sources.items())
+    log.info("sentences: %s; %d utterances planned", found, len(jobs))
     work = partial(synthesise, max_seconds=args.max_seconds)
     results: list[tuple[Job, float, str | None]] = []
     with tqdm(total=len(jobs), desc="synthesising", unit="utt", file=sys.stderr) as bar:
