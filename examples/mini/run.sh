@@ -9,7 +9,7 @@
 # frozen Whisper encoder) trained first, then LoRA on the frozen LLM, which reads the
 # CTC-compressed speech; decoding is joint CTC / LLM (--ctc_weight 0.5 in decode_extra).
 #
-#   cd examples/mini && ./run.sh                      # everything (44 min on 2 AVX-512 cores)
+#   cd examples/mini && ./run.sh                      # everything (37 min on 2 AVX-512 cores)
 #   ./run.sh --stage 1 --stop_stage 1 --nj 2          # the corpus only
 #   ./run.sh --conf conf/projector_only.yaml --stage 2   # another set-up -> exp/projector_only
 #
