@@ -25,7 +25,6 @@ import transformers
 
 from west.checkpoint import CONFIG_NAME
 from west.distributed import has_accelerator, world_size
-from west.models.masking import MaskConf
 
 CTC_VOCABS = ("full", "train")
 COMPRESSIONS = ("none", "ctc", "ctc_soft")
@@ -41,6 +40,15 @@ PATH_FIELDS = (
     "chat_template",
     "projector_model_path",
 )
+
+
+def known_keys(name: str, cls: type, conf: dict[str, Any]) -> dict[str, Any]:
+    """A copy of block `name`'s mapping, checked to hold only fields of dataclass `cls`."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(conf) - set(known))
+    if unknown:
+        raise ValueError(f"{name}: unknown keys {unknown}; known: {known}")
+    return dict(conf)
 
 
 @dataclass(frozen=True)
@@ -74,11 +82,7 @@ class CTCConf:
 
     @classmethod
     def from_mapping(cls, conf: dict[str, Any]) -> CTCConf:
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(conf) - set(known))
-        if unknown:
-            raise ValueError(f"ctc_conf: unknown keys {unknown}; known: {known}")
-        conf = dict(conf)
+        conf = known_keys("ctc_conf", cls, conf)
         if "weight" in conf:
             try:
                 conf["weight"] = float(conf["weight"])
@@ -86,6 +90,32 @@ class CTCConf:
                 msg = f"ctc_conf: weight must be a number, got {conf['weight']!r}"
                 raise ValueError(msg) from None
         return cls(**conf)
+
+
+@dataclass(frozen=True)
+class MaskConf:
+    """SpecAugment-style masks on the encoder's output in training (`speech_masking`;
+    west.models.masking.mask_frames)."""
+
+    time_masks: int = 0
+    time_width: int = 10  # Whisper frames are 20 ms: 0.2 s
+    channel_masks: int = 0
+    channel_width: int = 32
+    max_time_share: float = 0.2
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"speech_masking: {f.name} must be a number >= 0, got {value!r}")
+
+    @classmethod
+    def from_mapping(cls, conf: dict[str, Any]) -> MaskConf:
+        return cls(**known_keys("speech_masking", cls, conf))
+
+    @property
+    def active(self) -> bool:
+        return self.time_masks > 0 or self.channel_masks > 0
 
 
 def parse_block(name: str, value: dict | str | None) -> dict:
@@ -201,7 +231,7 @@ class ModelArguments:
         metadata={
             "help": "SpecAugment-style masks on the encoder's output in training, a JSON "
             "mapping: time_masks, time_width, channel_masks, channel_width, max_time_share "
-            "(west.models.masking.MaskConf); {} = none"
+            "(MaskConf); {} = none"
         },
     )
 

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from west.config import ModelArguments
+from west.config import MaskConf, ModelArguments
 from west.models.build import build_model
-from west.models.masking import MaskConf, mask_frames
+from west.models.masking import mask_frames
 
 
 def spans(row: torch.Tensor) -> list[tuple[int, int]]:

@@ -8,43 +8,14 @@ one stretch of time or any few channels. `speech_masking` (a mapping, off by def
     channel_masks: bands of channels zeroed per utterance  channel_width: at most this many
 
 Widths are drawn uniformly from 0 to the maximum; a time span never covers more than
-`max_time_share` of an utterance's frames.
+`max_time_share` of an utterance's frames. The settings are west.config.MaskConf.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 
-
-@dataclass(frozen=True)
-class MaskConf:
-    time_masks: int = 0
-    time_width: int = 10  # Whisper frames are 20 ms: 0.2 s
-    channel_masks: int = 0
-    channel_width: int = 32
-    max_time_share: float = 0.2
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"speech_masking: {f.name} must be a number >= 0, got {value!r}")
-
-    @classmethod
-    def from_mapping(cls, conf: dict[str, Any]) -> MaskConf:
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(conf) - set(known))
-        if unknown:
-            raise ValueError(f"speech_masking: unknown keys {unknown}; known: {known}")
-        return cls(**conf)
-
-    @property
-    def active(self) -> bool:
-        return self.time_masks > 0 or self.channel_masks > 0
+from west.config import MaskConf
 
 
 def mask_frames(x: torch.Tensor, lens: torch.Tensor, conf: MaskConf) -> torch.Tensor:

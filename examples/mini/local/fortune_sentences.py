@@ -72,7 +72,7 @@ def transcript(sentence: str) -> str:
     return " ".join(w for w in words if w)
 
 
-def clean_sentence(sentence: str) -> str | None:
+def clean_sentence(sentence: str, min_words: int = MIN_WORDS) -> str | None:
     """The sentence as espeak-ng should read it, or None if it is not kept."""
     sentence = re.sub(r"\s+([,.;:!?])", r"\1", sentence).strip(" ,;:-")
     if not sentence or sentence[-1] not in ".!?" or not _ALLOWED.match(sentence):
@@ -84,16 +84,18 @@ def clean_sentence(sentence: str) -> str | None:
     if re.search(r"\b[A-Za-z]:", sentence):
         return None  # dialogue labels ("Q: ...", "A: ...") are not read as written
     n = len(transcript(sentence).split())
-    return sentence if MIN_WORDS <= n <= MAX_WORDS else None
+    return sentence if min_words <= n <= MAX_WORDS else None
 
 
-def keep_unique(raws: Iterable[str], seen: Iterable[str] = ()) -> list[str]:
-    """The sentences clean_sentence keeps, each transcript once (first occurrence wins), in
-    order; none whose transcript is in `seen`."""
+def keep_unique(
+    raws: Iterable[str], seen: Iterable[str] = (), min_words: int = MIN_WORDS
+) -> list[str]:
+    """The sentences clean_sentence keeps (at least `min_words` words), each transcript once
+    (first occurrence wins), in order; none whose transcript is in `seen`."""
     seen = set(seen)
     kept = []
     for raw in raws:
-        sentence = clean_sentence(raw)
+        sentence = clean_sentence(raw, min_words)
         if sentence is None:
             continue
         key = transcript(sentence)
@@ -103,10 +105,11 @@ def keep_unique(raws: Iterable[str], seen: Iterable[str] = ()) -> list[str]:
     return kept
 
 
-def fortune_sentences(fortune_dir: Path = FORTUNE_DIR) -> list[str]:
-    """Every kept sentence once (first occurrence wins), in database order."""
+def fortune_sentences(fortune_dir: Path = FORTUNE_DIR, seen: Iterable[str] = ()) -> list[str]:
+    """Every kept sentence once (first occurrence wins), in database order; none whose
+    transcript is in `seen`."""
     return keep_unique(
-        s for fortune in read_fortunes(fortune_dir) for s in split_sentences(fortune)
+        (s for fortune in read_fortunes(fortune_dir) for s in split_sentences(fortune)), seen
     )
 
 

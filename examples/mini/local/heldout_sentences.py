@@ -109,8 +109,8 @@ def heldout_sentences(
     `exclude`'s (default: the fortune sentences)."""
     raw = read_r_data(stringr_dir / "data", "sentences")
     exclude = fortune_sentences() if exclude is None else exclude
-    kept = keep_unique((" ".join(s.split()) for s in raw), (transcript(s) for s in exclude))
-    return [s for s in kept if len(transcript(s).split()) >= MIN_WORDS]
+    seen = (transcript(s) for s in exclude)
+    return keep_unique((" ".join(s.split()) for s in raw), seen, MIN_WORDS)
 
 
 def stringr_dir(download_dir: Path) -> Path:

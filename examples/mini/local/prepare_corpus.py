@@ -186,10 +186,9 @@ def make_plan(
     sizes = {"test": args.num_test, "dev": args.num_dev, "train": args.num_train}
     order = take_turns(sources, args.seed)
     if sum(sizes.values()) > len(order):
-        found = ", ".join(f"{len(v)} from {k}" for k, v in sources.items())
         raise SystemExit(
             f"{sum(sizes.values())} utterances asked for, but the text sources give only "
-            f"{len(order)} in equal shares ({found})"
+            f"{len(order)} in equal shares ({describe(sources)})"
         )
     slices = {}
     start = 0
@@ -315,13 +314,17 @@ def read_sources(args: argparse.Namespace) -> dict[str, list[str]]:
         )
     sources: dict[str, list[str]] = {}
     for name in names:
-        seen = {transcript(s) for v in sources.values() for s in v}
+        seen = (transcript(s) for v in sources.values() for s in v)
         if name == "fortunes":
-            kept = fortune_sentences(args.fortune_dir)
+            sources[name] = fortune_sentences(args.fortune_dir, seen)
         else:
-            kept = wordnet_sentences(args.wordnet_dir)
-        sources[name] = [s for s in kept if transcript(s) not in seen]
+            sources[name] = wordnet_sentences(args.wordnet_dir, seen)
     return sources
+
+
+def describe(sources: dict[str, list[str]]) -> str:
+    """How many sentences each source gives: `15606 from fortunes, 33906 from wordnet`."""
+    return ", ".join(f"{len(v)} from {k}" for k, v in sources.items())
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -389,8 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     every = [s for sentences in sources.values() for s in sentences]
     heldout_text = harvard_sentences(args.download_dir, every) if args.num_heldout else None
     jobs = make_plan(args, sources, heldout_text)
-    found = ", ".join(f"{len(v)} from {k}" for k, v in sources.items())
-    log.info("sentences: %s; %d utterances planned", found, len(jobs))
+    log.info("sentences: %s; %d utterances planned", describe(sources), len(jobs))
     work = partial(synthesise, max_seconds=args.max_seconds)
     results: list[tuple[Job, float, str | None]] = []
     with tqdm(total=len(jobs), desc="synthesising", unit="utt", file=sys.stderr) as bar:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from fortune_sentences import keep_unique, transcript
+from fortune_sentences import keep_unique
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 DATA_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
@@ -55,8 +55,7 @@ def as_sentence(example: str) -> str:
 
 def wordnet_sentences(wordnet_dir: Path = WORDNET_DIR, seen: Iterable[str] = ()) -> list[str]:
     """Every kept example once, in WordNet's order; none whose transcript is in `seen`."""
-    kept = keep_unique((as_sentence(e) for e in read_examples(wordnet_dir)), seen)
-    return [s for s in kept if len(transcript(s).split()) >= MIN_WORDS]
+    return keep_unique((as_sentence(e) for e in read_examples(wordnet_dir)), seen, MIN_WORDS)
 
 
 def main() -> None:
