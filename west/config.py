@@ -26,7 +26,7 @@ import transformers
 from west.checkpoint import CONFIG_NAME
 from west.distributed import has_accelerator, world_size
 
-CTC_VOCABS = ("full", "train")
+CTC_VOCABS = ("full", "train", "chars")
 COMPRESSIONS = ("none", "ctc", "ctc_soft")
 # west_config.json keys written before the CTC settings became `ctc_conf`
 OLD_CTC_KEYS = {"ctc_weight": "weight", "ctc_vocab": "vocab", "speech_compression": "compression"}
@@ -56,8 +56,9 @@ class CTCConf:
     """The CTC branch (`ctc_conf`).
 
     weight: of the auxiliary CTC loss on the projected frames (0 = no CTC branch);
-    vocab: the tokens it scores: full (the LLM's vocabulary) or train (those in the
-      training transcripts: a 50k-150k-way output shrinks to a few thousand);
+    vocab: the tokens it scores: full (the LLM's vocabulary), train (those in the
+      training transcripts: a 50k-150k-way output shrinks to a few thousand) or chars (the
+      LLM's single-character tokens of the transcripts' characters: the branch spells);
     compression: what the LLM reads: none (every projected frame), ctc (blank frames
       dropped, repeats averaged), ctc_soft (as ctc, on CTC-posterior mixes of the LLM's
       token embeddings); ctc and ctc_soft need weight > 0.

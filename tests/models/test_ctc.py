@@ -90,13 +90,14 @@ def test_compression_needs_ctc(model_args):
 
 STOP = 7  # an LLM id outside the CTC vocabulary, ending the transcript
 INDEX = torch.tensor([0, 1, 2, 3, 4, -1, -1, -1])  # LLM ids 0-4 are CTC labels 0-4, blank 5
+LABELS = INDEX[:, None]  # one label per token
 
 
 def _scorer(seed=0):
     torch.manual_seed(seed)
     log_probs = torch.randn(2, 12, 6).mul(2).log_softmax(-1)
     lens = torch.tensor([12, 8])
-    return log_probs, lens, CTCPrefixScorer(log_probs, lens, INDEX, [STOP])
+    return log_probs, lens, CTCPrefixScorer(log_probs, lens, LABELS, [STOP])
 
 
 def _walk(scorer, utt, tokens) -> float:
@@ -154,7 +155,7 @@ def test_tokens_outside_the_vocabulary_are_ruled_out():
 
 def test_padding_frames_change_nothing():
     log_probs, lens, scorer = _scorer(3)
-    alone = CTCPrefixScorer(log_probs[1:, : int(lens[1])], lens[1:], INDEX, [STOP])
+    alone = CTCPrefixScorer(log_probs[1:, : int(lens[1])], lens[1:], LABELS, [STOP])
     for tokens in itertools.product([0, 3], repeat=2):
         assert _walk(scorer, 1, list(tokens)) == pytest.approx(
             _walk(alone, 0, list(tokens)), abs=1e-4
@@ -234,3 +235,88 @@ def test_fit_vocab_keeps_the_training_tokens_only_when_asked(tokenizer_dir):
     full = CTCHead(8, len(tokenizer), vocab="full")
     full.fit_vocab(tokenizer, texts)
     assert full.tokens is None
+
+
+# vocab chars: a token is the sequence of its characters' labels
+SPELT = torch.tensor([[0, -1, -1], [1, -1, -1], [2, -1, -1], [3, -1, -1], [4, -1, -1],
+                      [1, 2, -1], [2, 2, -1], [-1, -1, -1], [3, 0, 4]])  # fmt: skip
+
+
+@pytest.mark.parametrize("utt", [0, 1])
+@pytest.mark.parametrize("tokens", [[5], [6], [8, 8], [5, 6, 1], [2, 6], [4, 8, 3]])
+def test_tokens_of_several_labels_score_their_spelling(utt, tokens):
+    """A multi-label token is its labels one after the other: the summed increments of a
+    hypothesis are the CTC log-likelihood of its spelling (repeats across tokens included)."""
+    log_probs = torch.randn(2, 14, 6, generator=torch.Generator().manual_seed(4))
+    log_probs = log_probs.mul(2).log_softmax(-1)
+    lens = torch.tensor([14, 11])
+    scorer = CTCPrefixScorer(log_probs, lens, SPELT, [STOP])
+    labels = [int(x) for t in tokens for x in SPELT[t] if x >= 0]
+    n = int(lens[utt])
+    expected = -F.ctc_loss(
+        log_probs[utt, :n, None],
+        torch.tensor([labels]),
+        torch.tensor([n]),
+        torch.tensor([len(labels)]),
+        blank=5,
+        reduction="sum",
+    )
+    assert _walk(scorer, utt, tokens) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_char_vocab_spells_text_and_tokens(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from west.models.ctc import OUTSIDE
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    head = CTCHead(8, len(tokenizer), vocab="chars")
+    head.fit_vocab(tokenizer, ["the quick brown fox", "a stitch in time"])
+    chars = sorted(set("the quick brown fox a stitch in time"))
+    assert sorted(head.spelling.chars) == chars  # label order: token id order
+    assert sorted(head.tokens.tolist()) == sorted(
+        tokenizer(c, add_special_tokens=False).input_ids[0] for c in chars
+    )
+    ids = torch.tensor(tokenizer("the brown time", add_special_tokens=False).input_ids)
+    assert len(ids) < len("the brown time")  # several characters per LLM token
+    assert head.spelling.text(head.spelling.spell(ids)) == "the brown time"
+    # a character never in training is left out of the target, and rules its tokens out
+    zen = head.spelling.spell(torch.tensor(tokenizer("zen", add_special_tokens=False).input_ids))
+    assert zen.tolist()[0] == OUTSIDE and (zen[1:] >= 0).all()
+    table = head.spelling.table(len(tokenizer))
+    word = tokenizer(" brown", add_special_tokens=False).input_ids
+    assert len(word) == 1 and head.spelling.text(table[word[0]][table[word[0]] >= 0]) == " brown"
+    assert (table[tokenizer(" zen", add_special_tokens=False).input_ids[0]] == -1).all()
+    assert (table[tokenizer.convert_tokens_to_ids("<|im_end|>")] == -1).all()
+
+
+def test_char_ctc_model_trains_decodes_jointly_and_reloads(model_args, speech_dir, tmp_path):
+    """vocab chars end to end: the CTC loss over characters, the LLM reading one vector per
+    character run, joint decoding (batched = one at a time), and the reloaded model (its
+    character table saved, its spelling rebuilt from the tokenizer) decoding the same."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    conf = {"weight": 1.0, "vocab": "chars", "compression": "ctc_soft"}
+    # 25 frames a second: room for the characters
+    config = dataclasses.replace(model_args, ctc_conf=conf, encoder_projector_ds_rate=2)
+    model = build_model(config)
+    utts = validate(read_data(str(speech_dir / "data.jsonl")))
+    model.ctc.fit_vocab(model.tokenizer, [u.txt for u in utts])
+    assert len(model.ctc.tokens) == len({c for u in utts for c in u.txt})
+    ds = SpeechDataset(utts, 80, model.tokenizer)
+    batch = collate([ds[i] for i in range(3)])
+    out = model(**batch)
+    out["loss"].backward()
+    assert out["ctc_loss"] > 0 and model.ctc.blank.grad is not None
+    model.eval()
+    kw = {"num_beams": 2, "max_new_tokens": 5, "ctc_weight": 0.5}
+    texts = model.generate(batch["mel"], batch["mel_lens"], **kw)
+    for i in range(3):
+        n = int(batch["mel_lens"][i])
+        mel, lens = batch["mel"][i : i + 1, :, :n], batch["mel_lens"][i : i + 1]
+        assert model.generate(mel, lens, **kw) == [texts[i]]
+    save_file(model.trainable_state_dict(), str(tmp_path / "model.safetensors"))
+    loaded = build_model(dataclasses.replace(config, projector_model_path=str(tmp_path))).eval()
+    assert loaded.ctc.spelling.chars == model.ctc.spelling.chars
+    assert loaded.generate(batch["mel"], batch["mel_lens"], **kw) == texts

@@ -97,7 +97,7 @@ def load_trained(model: SpeechLLM, path: str | Path) -> None:
                 f"{path}: holds a CTC vocabulary (ctc.tokens) but the model has no CTC branch "
                 "(was it trained with a ctc_conf weight > 0?)"
             )
-        model.ctc.set_tokens(saved.pop("ctc.tokens").tolist())
+        model.ctc.set_tokens(saved.pop("ctc.tokens").tolist(), model.tokenizer)
     own = dict(model.named_parameters())
     own.update(model.named_buffers())
     unknown = sorted(k for k in saved if k not in own)

@@ -3,8 +3,11 @@
 The projected speech frames (B, N, D) are scored against the LLM's own input embeddings,
 one learned blank vector appended last: (B, N, V' + 1) logits, blank = V'. V' is the
 LLM's vocabulary, or (`ctc_conf.vocab: train`) only the tokens of the training
-transcripts (`CTCHead.fit_vocab`): a 50k-150k-way output shrinks to a few thousand. The
-token table is saved with the trained weights.
+transcripts (`CTCHead.fit_vocab`): a 50k-150k-way output shrinks to a few thousand, or
+(`vocab: chars`) the LLM's single-character tokens of the characters in the training
+transcripts: the branch spells, every LLM token is the sequence of its characters' labels
+(`Spelling`), and a word never heard in training is still within reach. The token table
+is saved with the trained weights.
 
 Besides its loss the branch serves two ends:
 - compression (`ctc_conf.compression`): the LLM reads one vector per CTC label run, not
@@ -54,24 +57,45 @@ class CTCHead(nn.Module):
         # LLM token ids the branch scores (None: all), and token id -> CTC label index
         self.register_buffer("tokens", None)
         self.register_buffer("index", None, persistent=False)
+        self.spelling: Spelling | None = None  # vocab chars: each LLM token's labels
+        self.warned_short = False
 
     # ---- vocabulary -----------------------------------------------------------------
-    def set_tokens(self, token_ids: Iterable[int]) -> None:
-        """Restrict the branch to these LLM tokens (saved with the trained weights)."""
+    def set_tokens(self, token_ids: Iterable[int], tokenizer=None) -> None:
+        """Restrict the branch to these LLM tokens (saved with the trained weights).
+
+        With `vocab: chars` they are single-character tokens, and the `tokenizer` spells
+        every LLM token with them."""
         ids = torch.as_tensor(sorted(set(int(i) for i in token_ids)), dtype=torch.long)
         device = self.blank.device
         self.register_buffer("tokens", ids.to(device))
         index = torch.full((self.llm_vocab,), -1, dtype=torch.long)
         index[ids] = torch.arange(len(ids))
         self.register_buffer("index", index.to(device), persistent=False)
+        if self.vocab == "chars":
+            if tokenizer is None:
+                raise ValueError("ctc_conf vocab chars: set_tokens needs the LLM's tokenizer")
+            self.spelling = Spelling(tokenizer, ids.tolist())
 
     def fit_vocab(self, tokenizer, texts: Iterable[str]) -> None:
-        """With `vocab: train`, score only the tokens of these training transcripts."""
-        if self.vocab != "train":
-            return
-        ids = {i for text in texts for i in tokenizer(text, add_special_tokens=False).input_ids}
-        self.set_tokens(ids)
-        logger.info("CTC vocabulary: %d tokens of the training transcripts", len(ids))
+        """With `vocab: train`, score only the tokens of these training transcripts; with
+        `vocab: chars`, only the single-character tokens of their characters."""
+        if self.vocab == "train":
+            ids = {i for t in texts for i in tokenizer(t, add_special_tokens=False).input_ids}
+            self.set_tokens(ids)
+            logger.info("CTC vocabulary: %d tokens of the training transcripts", len(ids))
+        elif self.vocab == "chars":
+            chars = sorted({c for t in texts for c in t})
+            ids, lost = char_tokens(tokenizer, chars)
+            if lost:
+                logger.warning(
+                    "CTC vocabulary: %d characters of the training transcripts are no single "
+                    "LLM token and are left out of the CTC targets: %s",
+                    len(lost),
+                    "".join(lost[:50]),
+                )
+            self.set_tokens(ids.values(), tokenizer)
+            logger.info("CTC vocabulary: %d characters of the training transcripts", len(ids))
 
     def token_ids(self, labels: torch.Tensor) -> torch.Tensor:
         """CTC label indices (from `logits`' argmax) -> LLM token ids."""
@@ -104,12 +128,30 @@ class CTCHead(nn.Module):
     ) -> torch.Tensor:
         """speech (B, N, D), lens (B,); text_ids (B, L) LLM token ids, text_lens (B,) -> ()."""
         if self.tokens is not None:
-            # Targets as CTC label indices; tokens outside the CTC vocabulary (unseen in
-            # training, so only in held-out data) are left out of the target.
-            rows = [self.index[text_ids[i, : text_lens[i]]] for i in range(len(text_ids))]
+            # Targets as CTC label indices; tokens (or characters) outside the CTC vocabulary
+            # (unseen in training, so only in held-out data) are left out of the target.
+            if self.spelling is not None:
+                rows = [
+                    self.spelling.spell(text_ids[i, : text_lens[i]]) for i in range(len(text_ids))
+                ]
+            else:
+                rows = [self.index[text_ids[i, : text_lens[i]]] for i in range(len(text_ids))]
             rows = [r[r >= 0] for r in rows]
             text_lens = torch.tensor([len(r) for r in rows], device=text_ids.device)
             text_ids = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        short = text_lens.to(lens.device) > lens
+        if bool(short.any()) and not self.warned_short:
+            self.warned_short = True  # once per process
+            i = int(short.nonzero()[0, 0])
+            logger.warning(
+                "CTC: %d of %d utterances in a batch have more labels than frames (%d > %d): "
+                "their CTC loss is 0. Give the branch more frames (a lower "
+                "encoder_projector_ds_rate) or fewer labels (ctc_conf vocab)",
+                int(short.sum()),
+                len(lens),
+                int(text_lens[i]),
+                int(lens[i]),
+            )
         log_probs = self.logits(speech, embed).log_softmax(-1).transpose(0, 1)  # (N, B, V'+1)
         blank = log_probs.shape[-1] - 1
         return F.ctc_loss(log_probs, text_ids, lens, text_lens, blank=blank, zero_infinity=True)
@@ -135,13 +177,26 @@ class CTCHead(nn.Module):
     ) -> CTCPrefixScorer:
         """CTC prefix scores of these projected frames, for LLM token ids below `vocab` (the
         LLM's output size, which may exceed its input vocabulary)."""
-        log_probs = self.logits(speech, embed).log_softmax(-1)
-        index = torch.full((vocab,), -1, dtype=torch.long, device=speech.device)
-        if self.tokens is None:
-            index[: self.llm_vocab] = torch.arange(self.llm_vocab, device=speech.device)
+        logits = self.logits(speech, embed)
+        device = speech.device
+        best = logits.argmax(-1)  # (U, T): the best paths
+        paths = [b[: int(n)].unique_consecutive() for b, n in zip(best, lens)]
+        paths = [p[p != logits.shape[-1] - 1] for p in paths]  # blanks out
+        if self.spelling is not None:
+            labels = self.spelling.table(vocab).to(device)
+            # The best path spelt out and read back as LLM tokens: always candidates.
+            tokenizer = self.spelling.tokenizer
+            texts = [self.spelling.text(p) for p in paths]
+            best_tokens = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
         else:
-            index[: len(self.index)] = self.index
-        return CTCPrefixScorer(log_probs, lens, index, stop_ids)
+            index = torch.full((vocab,), -1, dtype=torch.long, device=device)
+            if self.tokens is None:
+                index[: self.llm_vocab] = torch.arange(self.llm_vocab, device=device)
+            else:
+                index[: len(self.index)] = self.index
+            labels = index[:, None]
+            best_tokens = [self.token_ids(p).tolist() for p in paths]
+        return CTCPrefixScorer(logits.log_softmax(-1), lens, labels, stop_ids, best_tokens)
 
 
 def compress(
@@ -204,39 +259,40 @@ class CTCPrefixScorer:
     far extended by a token (Watanabe et al., 2017, "Hybrid CTC/attention architecture for
     end-to-end speech recognition", Algorithm 2; ESPnet's hybrid decoding). Tokens the audio
     does not hold get a very low score, so a beam cannot drift into fluent text that was not
-    said, and a prefix can only end where the audio does.
+    said, and a prefix can only end where the audio does. A token may be several CTC labels
+    (`vocab: chars`: its characters); the prefix is then extended by each in turn.
 
     Shapes: U utterances, T frames (padded: a padded frame is a certain blank, which leaves
-    every prefix probability unchanged), R hypotheses, M candidate tokens per hypothesis.
-    All values are natural-log probabilities; NEG stands for log 0.
+    every prefix probability unchanged), R hypotheses, M candidate tokens per hypothesis,
+    K labels per token at most. All values are natural-log probabilities; NEG stands for log 0.
     """
 
     def __init__(
         self,
         log_probs: torch.Tensor,
         lens: torch.Tensor,
-        token_index: torch.Tensor,
+        token_labels: torch.Tensor,
         stop_ids: list[int],
+        best_tokens: list[list[int]] | None = None,
     ):
         """log_probs (U, T, C + 1): CTC log posteriors, blank last; lens (U,) frames;
-        token_index (V,): the CTC label of each LLM token id, -1 for none (scores log 0);
-        stop_ids: the tokens that end a transcript (scored as the end of the audio)."""
+        token_labels (V, K): the CTC labels of each LLM token id, padded with -1 (a token
+        whose first is -1 scores log 0); stop_ids: the tokens that end a transcript (scored
+        as the end of the audio); best_tokens: each utterance's tokens on its CTC best path,
+        always candidates, so a token the audio holds is tried even where the LLM ranks it
+        low."""
         u, t, c = log_probs.shape
         pad = torch.arange(t, device=lens.device)[None] >= lens[:, None]  # (U, T)
         x = log_probs.float().masked_fill(pad[..., None], NEG)
         x[..., c - 1] = x[..., c - 1].masked_fill(pad, 0.0)
         self.x = x
         self.blank = c - 1
-        self.index = token_index
+        self.labels = token_labels
+        n = (token_labels >= 0).sum(1)
+        # each token's last label: the next token's first repeats it only across a blank
+        self.last_label = token_labels.gather(1, (n - 1).clamp(min=0)[:, None])[:, 0]
         self.stop = torch.tensor(stop_ids, device=log_probs.device)
-        # Each utterance's CTC best-path tokens (as LLM ids; padded with a stop id): always
-        # candidates, so a token the audio holds is tried even where the LLM ranks it low.
-        label_tokens = torch.full((c,), -1, dtype=torch.long, device=token_index.device)
-        known = (token_index >= 0).nonzero().squeeze(1)
-        label_tokens[token_index[known]] = known  # the blank (last) stays -1
-        best = label_tokens[x.argmax(-1)]  # (U, T): LLM ids, -1 for blank
-        rows = [b[: int(n)].unique() for b, n in zip(best, lens)]  # sorted
-        rows = [r[r >= 0].tolist() for r in rows]
+        rows = [sorted(set(r)) for r in best_tokens or [[]] * u]
         width = max(1, max(len(r) for r in rows))
         self.best_tokens = torch.tensor(
             [r + [stop_ids[0]] * (width - len(r)) for r in rows], device=log_probs.device
@@ -249,6 +305,31 @@ class CTCPrefixScorer:
         zero = torch.zeros(len(utts), device=blank.device)
         return PrefixState(r, zero, torch.full_like(utts, -1))
 
+    def _extend(
+        self,
+        x: torch.Tensor,
+        r_n: torch.Tensor,
+        r_b: torch.Tensor,
+        last: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One label more: x (R, T, C + 1); the prefixes' r_n, r_b (R, M, T) and last labels
+        (R, M), -1 for empty; labels (R, M) -> the new r_n, r_b and log psi (R, M)."""
+        xc = x.gather(2, labels[:, None, :].expand(-1, x.shape[1], -1)).transpose(1, 2)
+        xb = x[..., self.blank][:, None, :]  # (R, 1, T)
+        # phi: probability mass a new label can start from (a repeat needs a blank between).
+        total = torch.logaddexp(r_n, r_b)
+        phi = torch.where((labels == last)[..., None], r_b, total)  # (R, M, T)
+        new_n = torch.full_like(xc, NEG)
+        new_b = torch.full_like(xc, NEG)
+        new_n[..., 0] = torch.where(last < 0, xc[..., 0], torch.full_like(xc[..., 0], NEG))
+        psi = new_n[..., 0].clone()
+        for t in range(1, x.shape[1]):
+            new_n[..., t] = torch.logaddexp(new_n[..., t - 1], phi[..., t - 1]) + xc[..., t]
+            new_b[..., t] = torch.logaddexp(new_b[..., t - 1], new_n[..., t - 1]) + xb[..., t]
+            psi = torch.logaddexp(psi, phi[..., t - 1] + xc[..., t])
+        return new_n, new_b, psi
+
     def score(
         self, utts: torch.Tensor, state: PrefixState, tokens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,30 +338,26 @@ class CTCPrefixScorer:
         Returns log psi(prefix + token) - log psi(prefix), (R, M), and the new r (R, M, T, 2).
         """
         x = self.x[utts]  # (R, T, C + 1)
-        r_n, r_b = state.r[..., 0], state.r[..., 1]  # (R, T)
-        labels = self.index[tokens]  # (R, M)
-        known = labels >= 0
-        xc = x.gather(2, labels.clamp(min=0)[:, None, :].expand(-1, x.shape[1], -1))  # (R, T, M)
-        xc = xc.masked_fill(~known[:, None, :], NEG)
-        xb = x[..., self.blank]  # (R, T)
-        # phi: probability mass a new label can start from (a repeat needs a blank between).
-        total = torch.logaddexp(r_n, r_b)
-        same = labels == state.last[:, None]  # (R, M)
-        phi = torch.where(same[:, None, :], r_b[..., None], total[..., None])  # (R, T, M)
-        n_frames = x.shape[1]
-        new_n = torch.full_like(xc, NEG)
-        new_b = torch.full_like(xc, NEG)
-        empty = (state.last < 0)[:, None]
-        new_n[:, 0] = torch.where(empty, xc[:, 0], torch.full_like(xc[:, 0], NEG))
-        psi = new_n[:, 0].clone()
-        for t in range(1, n_frames):
-            new_n[:, t] = torch.logaddexp(new_n[:, t - 1], phi[:, t - 1]) + xc[:, t]
-            new_b[:, t] = torch.logaddexp(new_b[:, t - 1], new_n[:, t - 1]) + xb[:, t][:, None]
-            psi = torch.logaddexp(psi, phi[:, t - 1] + xc[:, t])
+        spelt = self.labels[tokens]  # (R, M, K)
+        shape = (*tokens.shape, x.shape[1])
+        r_n = state.r[:, None, :, 0].expand(shape)
+        r_b = state.r[:, None, :, 1].expand(shape)
+        last = state.last[:, None].expand(tokens.shape)
+        psi = torch.full(tokens.shape, NEG, device=x.device)
+        for k in range(spelt.shape[-1]):
+            label = spelt[..., k]
+            on = label >= 0
+            if not bool(on.any()):
+                break
+            n, b, p = self._extend(x, r_n, r_b, last, label.clamp(min=0))
+            r_n = torch.where(on[..., None], n, r_n)
+            r_b = torch.where(on[..., None], b, r_b)
+            last = torch.where(on, label, last)
+            psi = torch.where(on, p, psi)
         # Ending: the whole utterance is this prefix (padded frames are blank, so the last one).
-        ends = torch.isin(tokens, self.stop)
-        psi = torch.where(ends, total[:, -1:].expand_as(psi), psi)
-        r = torch.stack([new_n, new_b], dim=-1).transpose(1, 2)  # (R, M, T, 2)
+        total = torch.logaddexp(state.r[:, -1, 0], state.r[:, -1, 1])[:, None]
+        psi = torch.where(torch.isin(tokens, self.stop), total.expand_as(psi), psi)
+        r = torch.stack([r_n, r_b], dim=-1)  # (R, M, T, 2)
         return psi - state.psi[:, None], r
 
     def advance(
@@ -296,5 +373,64 @@ class CTCPrefixScorer:
         return PrefixState(
             r[parents, slots],
             state.psi[parents] + deltas[parents, slots],
-            self.index[tokens],
+            self.last_label[tokens],
         )
+
+
+OUTSIDE = -2  # in a spelling: a character the CTC vocabulary lacks
+MAX_SPELLING = 32  # labels; a longer token is out of reach of joint decoding
+
+
+def char_tokens(tokenizer, chars: Iterable[str]) -> tuple[dict[str, int], list[str]]:
+    """Each character's own LLM token (encoded alone, decoded back to itself, not shared);
+    and the characters that have none."""
+    ids: dict[str, int] = {}
+    lost = []
+    for c in chars:
+        t = tokenizer(c, add_special_tokens=False).input_ids
+        if len(t) == 1 and t[0] not in ids.values() and tokenizer.decode(t) == c:
+            ids[c] = t[0]
+        else:
+            lost.append(c)
+    return ids, lost
+
+
+class Spelling:
+    """LLM tokens as CTC labels, when the CTC branch scores characters (`vocab: chars`).
+
+    `char_ids`: the single-character tokens the branch scores, sorted (label i is
+    char_ids[i]). Text is spelt exactly from its decoded characters; the (V, K) label table
+    for joint decoding is built once from every token's own text.
+    """
+
+    def __init__(self, tokenizer, char_ids: list[int]):
+        self.tokenizer = tokenizer
+        self.chars = [tokenizer.decode([i]) for i in char_ids]
+        self.label = {c: i for i, c in enumerate(self.chars)}
+        self._table: torch.Tensor | None = None
+
+    def spell(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """LLM token ids (L,) -> their text's CTC labels, OUTSIDE for a character the
+        branch lacks."""
+        text = self.tokenizer.decode(token_ids.tolist())
+        out = [self.label.get(c, OUTSIDE) for c in text]
+        return torch.tensor(out, dtype=torch.long, device=token_ids.device)
+
+    def text(self, labels: torch.Tensor) -> str:
+        """CTC labels -> the characters they spell."""
+        return "".join(self.chars[i] for i in labels.tolist())
+
+    def table(self, vocab: int) -> torch.Tensor:
+        """(vocab, K): each token id's labels, padded with -1; all -1 for a token with a
+        character outside the vocabulary, no characters, or more than MAX_SPELLING."""
+        if self._table is None or self._table.shape[0] != vocab:
+            n = min(vocab, len(self.tokenizer))
+            texts = self.tokenizer.batch_decode([[i] for i in range(n)])
+            rows = [[self.label.get(c, OUTSIDE) for c in t] for t in texts]
+            rows = [r if 0 < len(r) <= MAX_SPELLING and OUTSIDE not in r else [] for r in rows]
+            width = max(1, max(len(r) for r in rows))
+            table = torch.full((vocab, width), -1, dtype=torch.long)
+            for i, r in enumerate(rows):
+                table[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            self._table = table
+        return self._table
