@@ -78,6 +78,16 @@ def test_speech_side_fixed_after_its_warm_up(model_args, tmp_path):
     assert lrs["llm"][:11] == [0.0] * 11 and lrs["llm"][12] == pytest.approx(1e-3)
 
 
+def test_speech_side_fixed_throughout_without_warm_up(model_args, tmp_path):
+    """No CTC-only steps and joint_speech_training False: an LLM stage on a loaded speech
+    side, which keeps its weights; without LoRA the speech side is all there is to train."""
+    lrs = _lrs(_trainer(model_args, tmp_path, joint_speech_training=False))
+    assert lrs["speech"] == [0.0] * 30
+    assert lrs["llm"][3] == pytest.approx(1e-3) and _falls(lrs["llm"][3:])
+    alone = _lrs(_trainer(model_args, tmp_path, lora_rank=0, joint_speech_training=False))
+    assert list(alone) == ["speech"] and alone["speech"][3] == pytest.approx(1e-3)
+
+
 def test_one_schedule_without_warm_up(model_args, tmp_path):
     lrs = _lrs(_trainer(model_args, tmp_path))
     for part in ("speech", "llm"):

@@ -358,7 +358,8 @@ class TrainingArguments(transformers.TrainingArguments):
         default=True,
         metadata={
             "help": "after the CTC-only steps, keep training the speech side (encoder blocks, "
-            "projector) with the LLM's adapters; False fixes it and trains the adapters alone"
+            "projector) with the LLM's adapters; False fixes it and trains the adapters alone "
+            "(with no CTC-only steps it stays as loaded, e.g. by --projector_model_path)"
         },
     )
     log_utterance_keys: bool = field(

@@ -161,7 +161,9 @@ class WestTrainer(Trainer):
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         warm_up = getattr(self.args, "ctc_only_steps", 0)
-        if self.lr_scheduler is not None or not 0 < warm_up < num_training_steps:
+        # joint_speech_training False without CTC-only steps: the speech side stays as loaded
+        fixed = warm_up == 0 and not getattr(self.args, "joint_speech_training", True)
+        if self.lr_scheduler is not None or not (0 < warm_up < num_training_steps or fixed):
             return super().create_scheduler(num_training_steps, optimizer)
         # The configured schedule over each phase: warm-up (CTC only), then joint training.
         phases = [(0, warm_up), (warm_up, num_training_steps - warm_up)]
@@ -191,6 +193,13 @@ class WestTrainer(Trainer):
             return shapes[1](step - warm_up) if step >= warm_up else 0.0
 
         factors = [(second if part == "llm" else both if speech_joint else first) for part in parts]
+        if fixed and not speech_joint:
+            logger.warning(
+                "joint_speech_training False and no ctc_only_steps: the speech side (projector, "
+                "CTC blank, trained encoder blocks) stays as loaded for all %d steps; only the "
+                "LLM side trains",
+                num_training_steps,
+            )
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
         self._created_lr_scheduler = True
         return self.lr_scheduler
