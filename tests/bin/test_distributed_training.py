@@ -38,12 +38,16 @@ STEPS = 6  # 12 utterances, 2 per process and step: 3 steps an epoch
 # The trained parts the recipe confs use, each on top of the previous one; one of them in
 # bf16, as the recipes train on GPUs (DeepSpeed then keeps fp32 master weights).
 CTC = '{"weight": 0.5, "vocab": "train"}'
+CHARS = '{"weight": 0.5, "vocab": "chars", "compression": "ctc_soft"}'
 SETUPS = {
     "projector": [],
     "lora_bf16": ["--lora_rank", "4", "--bf16", "True"],
     "ctc": ["--lora_rank", "4", "--ctc_conf", CTC, "--ctc_only_steps", "1"],
     "encoder_blocks": ["--lora_rank", "4", "--ctc_conf", CTC, "--ctc_only_steps", "1",
                        "--encoder_trainable_layers", "1"],
+    # a CTC branch that spells (its table of character tokens saved, its spelling rebuilt)
+    "ctc_chars": ["--lora_rank", "4", "--ctc_conf", CHARS, "--ctc_only_steps", "1",
+                  "--encoder_projector_ds_rate", "2"],
 }  # fmt: skip
 # Every trained part at once, each learning at every step: the set-up the back-ends are
 # compared on. (During CTC-only steps the LoRA adapters get no gradient: torch's AdamW then
@@ -156,8 +160,9 @@ def decode_and_score(model_dir: Path, data: Path, speech_dir: Path, tmp_path: Pa
 
     model = load_model(model_dir)
     hyp = tmp_path / "decode" / "text"
+    joint = 0.5 if model.ctc is not None else 0.0  # joint CTC / LLM decoding where it can
     recognize(model, read_data(str(speech_dir / "data.jsonl")), hyp, batch_size=3,
-              max_new_tokens=5)  # fmt: skip
+              num_beams=2, max_new_tokens=5, ctc_weight=joint)  # fmt: skip
     keys = [line.split(" ", 1)[0] for line in hyp.read_text().splitlines()]
     assert sorted(keys) == [f"utt{i}" for i in range(6)]
     capsys.readouterr()
