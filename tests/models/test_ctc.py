@@ -100,6 +100,19 @@ def _scorer(seed=0):
     return log_probs, lens, CTCPrefixScorer(log_probs, lens, LABELS, [STOP])
 
 
+def _ctc_log_likelihood(log_probs: torch.Tensor, labels: list[int]) -> float:
+    """log P_ctc(labels | (T, C + 1) log posteriors, blank 5), by torch's CTC loss."""
+    loss = F.ctc_loss(
+        log_probs[:, None],
+        torch.tensor([labels]),
+        torch.tensor([len(log_probs)]),
+        torch.tensor([len(labels)]),
+        blank=5,
+        reduction="sum",
+    )
+    return -float(loss)
+
+
 def _walk(scorer, utt, tokens) -> float:
     """Sum of the increments along `tokens` (then the stop token), one hypothesis at a time."""
     state, total = scorer.initial(torch.tensor([utt])), 0.0
@@ -118,16 +131,8 @@ def _walk(scorer, utt, tokens) -> float:
 def test_full_hypothesis_scores_its_ctc_likelihood(seed, utt, tokens):
     """Summed increments up to the stop token = log P_ctc(tokens | audio) (repeats included)."""
     log_probs, lens, scorer = _scorer(seed)
-    n = int(lens[utt])
-    expected = -F.ctc_loss(
-        log_probs[utt, :n, None].transpose(0, 1).transpose(0, 1),
-        torch.tensor([tokens]),
-        torch.tensor([n]),
-        torch.tensor([len(tokens)]),
-        blank=5,
-        reduction="sum",
-    )
-    assert _walk(scorer, utt, tokens) == pytest.approx(float(expected), abs=1e-4)
+    expected = _ctc_log_likelihood(log_probs[utt, : int(lens[utt])], tokens)
+    assert _walk(scorer, utt, tokens) == pytest.approx(expected, abs=1e-4)
 
 
 def test_prefix_scores_are_the_sum_over_their_continuations():
@@ -252,16 +257,8 @@ def test_tokens_of_several_labels_score_their_spelling(utt, tokens):
     lens = torch.tensor([14, 11])
     scorer = CTCPrefixScorer(log_probs, lens, SPELT, [STOP])
     labels = [int(x) for t in tokens for x in SPELT[t] if x >= 0]
-    n = int(lens[utt])
-    expected = -F.ctc_loss(
-        log_probs[utt, :n, None],
-        torch.tensor([labels]),
-        torch.tensor([n]),
-        torch.tensor([len(labels)]),
-        blank=5,
-        reduction="sum",
-    )
-    assert _walk(scorer, utt, tokens) == pytest.approx(float(expected), abs=1e-4)
+    expected = _ctc_log_likelihood(log_probs[utt, : int(lens[utt])], labels)
+    assert _walk(scorer, utt, tokens) == pytest.approx(expected, abs=1e-4)
 
 
 def test_char_vocab_spells_text_and_tokens(tokenizer_dir):

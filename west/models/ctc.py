@@ -183,7 +183,7 @@ class CTCHead(nn.Module):
         paths = [b[: int(n)].unique_consecutive() for b, n in zip(best, lens)]
         paths = [p[p != logits.shape[-1] - 1] for p in paths]  # blanks out
         if self.spelling is not None:
-            labels = self.spelling.table(vocab).to(device)
+            labels = self.spelling.table(vocab, device)
             # The best path spelt out and read back as LLM tokens: always candidates.
             tokenizer = self.spelling.tokenizer
             texts = [self.spelling.text(p) for p in paths]
@@ -409,28 +409,33 @@ class Spelling:
         self.label = {c: i for i, c in enumerate(self.chars)}
         self._table: torch.Tensor | None = None
 
+    def labels(self, text: str) -> list[int]:
+        """Each character's CTC label, OUTSIDE for a character the branch lacks."""
+        return [self.label.get(c, OUTSIDE) for c in text]
+
     def spell(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """LLM token ids (L,) -> their text's CTC labels, OUTSIDE for a character the
-        branch lacks."""
-        text = self.tokenizer.decode(token_ids.tolist())
-        out = [self.label.get(c, OUTSIDE) for c in text]
+        """LLM token ids (L,) -> the CTC labels of their text."""
+        out = self.labels(self.tokenizer.decode(token_ids.tolist()))
         return torch.tensor(out, dtype=torch.long, device=token_ids.device)
 
     def text(self, labels: torch.Tensor) -> str:
         """CTC labels -> the characters they spell."""
         return "".join(self.chars[i] for i in labels.tolist())
 
-    def table(self, vocab: int) -> torch.Tensor:
+    def table(self, vocab: int, device: torch.device | str | None = None) -> torch.Tensor:
         """(vocab, K): each token id's labels, padded with -1; all -1 for a token with a
-        character outside the vocabulary, no characters, or more than MAX_SPELLING."""
+        character outside the vocabulary, no characters, or more than MAX_SPELLING. Built
+        once and kept on the device last asked for (decoding asks once per batch)."""
         if self._table is None or self._table.shape[0] != vocab:
             n = min(vocab, len(self.tokenizer))
             texts = self.tokenizer.batch_decode([[i] for i in range(n)])
-            rows = [[self.label.get(c, OUTSIDE) for c in t] for t in texts]
+            rows = [self.labels(t) for t in texts]
             rows = [r if 0 < len(r) <= MAX_SPELLING and OUTSIDE not in r else [] for r in rows]
             width = max(1, max(len(r) for r in rows))
             table = torch.full((vocab, width), -1, dtype=torch.long)
             for i, r in enumerate(rows):
                 table[i, : len(r)] = torch.tensor(r, dtype=torch.long)
             self._table = table
+        if device is not None:
+            self._table = self._table.to(device)  # itself when already there
         return self._table
