@@ -13,7 +13,9 @@ import contextlib
 import logging
 import os
 import resource
+import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -48,6 +50,50 @@ def init_deepspeed_on_cpu(deepspeed_config) -> None:
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="gloo")
+
+
+def extension_build_locks() -> list[tuple[Path, float]]:
+    """Lock files of torch C++ extension builds, with their age in seconds.
+
+    DeepSpeed builds its ops (FusedAdam, cpu_adam, the CPU shared-memory communication) the
+    first time they are used, under torch's extension root (`TORCH_EXTENSIONS_DIR`, else
+    `~/.cache/torch_extensions/<python>_<accelerator>/`), one folder per op. A build holds
+    `<op>/lock`; a build that is killed leaves it behind, and every later build of that op
+    waits for it to go, without a word and without end.
+    """
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    now = time.time()
+    locks = []
+    for lock in sorted([*root.glob("*/lock"), *root.glob("*/*/lock")]):
+        try:
+            locks.append((lock, now - lock.stat().st_mtime))
+        except FileNotFoundError:  # a build just finished
+            continue
+    return locks
+
+
+def warn_extension_build_locks() -> list[Path]:
+    """Warn, once per host (local rank 0), about every extension build lock there is now.
+
+    Called before DeepSpeed builds anything, so a lock found here is another job's build in
+    progress or one left by a killed build, which would hang this run. Nothing is removed:
+    only the user knows whether another job is building. Returns the locks warned about.
+    """
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        return []
+    locks = extension_build_locks()
+    for lock, age in locks:
+        logger.warning(
+            "%s exists (%.0f min old): a torch extension build holds it. Unless another job "
+            "is building that op now, it is left from a build that was killed, and this run "
+            "will wait for it without end when DeepSpeed builds the op: remove it (rm %s)",
+            lock,
+            age / 60,
+            lock,
+        )
+    return [lock for lock, _ in locks]
 
 
 def is_partitioned(param: torch.Tensor) -> bool:

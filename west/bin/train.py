@@ -25,6 +25,7 @@ from west.distributed import (
     fill_hidden_size_auto,
     init_deepspeed_on_cpu,
     peak_memory,
+    warn_extension_build_locks,
 )
 from west.models.build import build_model
 from west.trainer import WestTrainer, resume_checkpoint
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     transformers.set_seed(args.seed)
+    if args.deepspeed:
+        warn_extension_build_locks()  # before DeepSpeed builds an op: a stale lock hangs it
     # Processes join before the model is built: under ZeRO-3, transformers loads the LLM
     # straight into slices, one per process.
     init_deepspeed_on_cpu(args.deepspeed)
