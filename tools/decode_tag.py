@@ -77,6 +77,25 @@ def tag(args: argparse.Namespace, defaults: argparse.Namespace, model: str) -> s
     return "_".join(parts)
 
 
+def resolve_model_defaults(settings: argparse.Namespace) -> None:
+    """Fill the decoding settings no flag gave with the model's decode_conf, as
+    west-recognize does (west.bin.recognize.decoding), so the tag names what is decoded."""
+    from west.bin.recognize import decoding
+    from west.config import DecodeConf, ModelArguments, config_path
+
+    if settings.model_dir and config_path(settings.model_dir):
+        config = ModelArguments.load(settings.model_dir)
+        conf, has_ctc = config.decode, config.ctc.weight > 0
+    else:
+        conf, has_ctc = DecodeConf(), False
+    d = decoding(settings, conf, has_ctc)
+    settings.ctc_weight, settings.engine, settings.max_new_tokens = (
+        d.ctc_weight,
+        d.engine,
+        d.max_new_tokens,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from west.bin.recognize import get_parser
     from west.utils import decode_argv
@@ -98,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     settings = recognize.parse_args(placeholders + flags)
     defaults = recognize.parse_args(placeholders)
+    resolve_model_defaults(settings)
     model = args.model_name or (model_name(settings.model_dir) if settings.model_dir else "model")
     print(tag(settings, defaults, model))
     return 0

@@ -119,6 +119,75 @@ class MaskConf:
         return self.time_masks > 0 or self.channel_masks > 0
 
 
+ENGINES = ("west", "hf")  # decoding: west.models.search, or transformers' generate
+
+
+@dataclass(frozen=True)
+class DecodeConf:
+    """How a trained model decodes unless told otherwise (`decode_conf`, saved with it).
+
+    west-train fills it from its yaml's `decode:` mapping (the recipe's decoding), so
+    west-transcribe, west-serve and `west.load` decode a checkpoint or an exported folder
+    the way its recipe did. Every tool's flags still win.
+
+    num_beams: beam size (1 = greedy);
+    ctc_weight: joint CTC / LLM decoding weight; None: 0.5 for a model with a CTC branch
+      (the audio then bounds what the LLM may write), else 0;
+    engine: west (WeST's batched search) or hf (transformers' generate);
+    max_new_tokens: per window of at most 28 s;
+    max_tokens_per_second: a window's tokens are also capped at this many per second of its
+      audio (+ 10): speech holds 2-5 tokens a second, so text beyond is a loop.
+    """
+
+    num_beams: int = 1
+    ctc_weight: float | None = None
+    engine: str = "west"
+    max_new_tokens: int = 200
+    max_tokens_per_second: float = 12.0
+
+    def __post_init__(self):
+        if not isinstance(self.num_beams, int) or self.num_beams < 1:
+            raise ValueError(
+                f"decode_conf: num_beams must be an integer >= 1, got {self.num_beams!r}"
+            )
+        if self.ctc_weight is not None and not 0.0 <= self.ctc_weight < 1.0:
+            raise ValueError(f"decode_conf: ctc_weight must be in [0, 1), got {self.ctc_weight!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"decode_conf: unknown engine {self.engine!r}; known: {ENGINES}")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(
+                f"decode_conf: max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}"
+            )
+        if not self.max_tokens_per_second > 0:
+            raise ValueError(
+                "decode_conf: max_tokens_per_second must be > 0, got "
+                f"{self.max_tokens_per_second!r}"
+            )
+
+    @classmethod
+    def from_mapping(cls, conf: dict[str, Any]) -> DecodeConf:
+        conf = known_keys("decode_conf", cls, conf)
+        beams = conf.get("num_beams")
+        if isinstance(beams, list):  # a recipe's beam sweep: the model decodes with its widest
+            conf["num_beams"] = max(beams)
+        for key, kind in (("ctc_weight", float), ("max_tokens_per_second", float)):
+            if conf.get(key) is not None:
+                try:
+                    conf[key] = kind(conf[key])
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"decode_conf: {key} must be a number, got {conf[key]!r}"
+                    ) from None
+        return cls(**conf)
+
+    def resolve(self, has_ctc: bool, **overrides) -> DecodeConf:
+        """These settings with `overrides` (None: keep) applied and ctc_weight decided."""
+        conf = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        if conf.ctc_weight is None:
+            conf = dataclasses.replace(conf, ctc_weight=0.5 if has_ctc else 0.0)
+        return conf
+
+
 def parse_block(name: str, value: dict | str | None) -> dict:
     """A `*_conf` block: a mapping, its JSON text (from the command line), or None ({})."""
     if value is None:
@@ -235,6 +304,14 @@ class ModelArguments:
             "(MaskConf); {} = none"
         },
     )
+    decode_conf: dict | str | None = field(
+        default_factory=dict,
+        metadata={
+            "help": "how the trained model decodes unless told otherwise, a JSON mapping: "
+            "num_beams, ctc_weight, engine, max_new_tokens, max_tokens_per_second "
+            "(DecodeConf); a --config yaml's `decode:` mapping fills it"
+        },
+    )
 
     def __post_init__(self):
         self.projector_conf = parse_block("projector_conf", self.projector_conf)
@@ -242,6 +319,8 @@ class ModelArguments:
         self.ctc_conf = dataclasses.asdict(ctc)  # every key, as west_config.json shows it
         masking = MaskConf.from_mapping(parse_block("speech_masking", self.speech_masking))
         self.speech_masking = dataclasses.asdict(masking)
+        decode = DecodeConf.from_mapping(parse_block("decode_conf", self.decode_conf))
+        self.decode_conf = dataclasses.asdict(decode)
 
     @property
     def masking(self) -> MaskConf:
@@ -252,6 +331,11 @@ class ModelArguments:
     def ctc(self) -> CTCConf:
         """`ctc_conf`, typed."""
         return CTCConf(**self.ctc_conf)
+
+    @property
+    def decode(self) -> DecodeConf:
+        """`decode_conf`, typed."""
+        return DecodeConf(**self.decode_conf)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write `west_config.json`, local paths made absolute (see PATH_FIELDS)."""

@@ -33,6 +33,7 @@ def recognize(
     *,
     engine: str = "west",
     max_speech_seconds: float = 30.0,
+    max_tokens_per_second: float | None = None,
 ) -> dict[str, float]:
     """Decode `utts` into `result_path` as `key text` lines, resuming after a kill.
 
@@ -40,6 +41,7 @@ def recognize(
     each line is written and flushed as soon as its batch is decoded. One longer than
     `max_speech_seconds` (kept by validate(long_audio="keep")) is cut at pauses into
     windows of at most min(28 s, `max_speech_seconds`) and its window texts joined.
+    `max_tokens_per_second` caps each utterance's tokens by its duration (SpeechLLM.generate).
 
     In a torch.distributed run (west-recognize under torchrun) rank r of N decodes every
     N-th utterance of that order into its own part file; when all are done, rank 0 merges
@@ -80,6 +82,7 @@ def recognize(
         ctc_weight,
         engine,
         max_speech_seconds,
+        max_tokens_per_second,
     )
     barrier()
     if rank == 0:
@@ -114,6 +117,7 @@ def _decode(
     ctc_weight: float,
     engine: str,
     max_speech_seconds: float,
+    max_tokens_per_second: float | None,
 ) -> dict[str, float]:
     """Append a `key text` line per utterance to `out_path`, flushed per batch."""
     long = [u for u in utts if u.duration > max_speech_seconds]
@@ -138,6 +142,7 @@ def _decode(
                 max_window_seconds=min(28.0, max_speech_seconds),
                 engine=engine,
                 ctc_weight=ctc_weight,
+                max_tokens_per_second=max_tokens_per_second,
             )
             wavs, names = [u.wav for u in long], [u.where for u in long]
             for u, t in zip(long, transcriber.stream(wavs, names=names, progress=False)):
@@ -152,6 +157,7 @@ def _decode(
                 max_new_tokens=max_new_tokens,
                 ctc_weight=ctc_weight,
                 engine=engine,
+                max_tokens_per_second=max_tokens_per_second,
             )
             for key, text in zip(batch["keys"], texts):
                 out.write(f"{key} {' '.join(text.split())}\n")

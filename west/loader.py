@@ -10,6 +10,7 @@ from the current directory are looked up from the model folder and the folders a
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from west.config import PATH_FIELDS, ModelArguments, config_path
 from west.models.build import build_model
 from west.models.speech_llm import SpeechLLM
 from west.transcriber import Transcriber
+
+logger = logging.getLogger(__name__)
 
 # Config keys that may name local files or folders, looked up here; the trained weights
 # (projector_model_path) are the model folder's own.
@@ -143,17 +146,20 @@ def load(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
     *,
-    num_beams: int = 1,
+    num_beams: int | None = None,
     batch_size: int = 8,
-    max_new_tokens: int = 200,
-    engine: str = "west",
-    ctc_weight: float = 0.0,
+    max_new_tokens: int | None = None,
+    engine: str | None = None,
+    ctc_weight: float | None = None,
+    max_tokens_per_second: float | None = None,
     **overrides,
 ) -> Transcriber:
     """A Transcriber for a checkpoint or exported folder (west_config.json + model.safetensors).
 
-    `overrides` replace saved configuration fields, e.g. `llm_model_name_or_path=` when
-    the LLM lives elsewhere on this machine.
+    Decoding settings left as None are the model's own `decode_conf` (the recipe's
+    decoding, saved by west-train; west.config.DecodeConf). `overrides` replace saved
+    configuration fields, e.g. `llm_model_name_or_path=` when the LLM lives elsewhere on
+    this machine.
     """
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
@@ -166,7 +172,7 @@ def load(
             "written by west-train or a folder written by west-export"
         )
     model = load_model(model_dir, device=device, dtype=dtype, **overrides)
-    return Transcriber(
+    transcriber = Transcriber(
         model,
         num_beams,
         batch_size,
@@ -174,4 +180,17 @@ def load(
         model_dir=model_dir,
         engine=engine,
         ctc_weight=ctc_weight,
+        max_tokens_per_second=max_tokens_per_second,
     )
+    d = transcriber.decoding
+    logger.info(
+        "%s: decoding with beam %d, CTC weight %g, engine %s, at most %d tokens a window and "
+        "%g a second (the model's decode_conf, where not given)",
+        model_dir,
+        d.num_beams,
+        d.ctc_weight,
+        d.engine,
+        d.max_new_tokens,
+        d.max_tokens_per_second,
+    )
+    return transcriber

@@ -29,7 +29,7 @@ from west.data.audio import (
 )
 from west.data.batching import collate
 from west.data.segment import split_points
-from west.models.speech_llm import SpeechLLM
+from west.models.speech_llm import Hypothesis, SpeechLLM
 
 logger = logging.getLogger(__name__)
 
@@ -89,27 +89,40 @@ class Transcriber:
     Recordings longer than the encoder's window are cut at pauses into windows of at
     most `max_window_seconds` (west.data.segment); all windows of a group of inputs are
     decoded together, longest first, `batch_size` at a time, and each input's window
-    texts are joined with spaces. `engine` and `ctc_weight` go to SpeechLLM.generate.
+    texts are joined with spaces.
+
+    Decoding settings left as None are the model's own (its `decode_conf`, which
+    west-train saves from its recipe's `decode:` mapping; west.config.DecodeConf), so a
+    model decodes outside its recipe as it did inside: `self.decoding` holds them.
     """
 
     def __init__(
         self,
         model: SpeechLLM,
-        num_beams: int = 1,
+        num_beams: int | None = None,
         batch_size: int = 8,
-        max_new_tokens: int = 200,
+        max_new_tokens: int | None = None,
         max_window_seconds: float = 28.0,
         search_seconds: float = 8.0,
         model_dir: str | Path | None = None,
-        engine: str = "west",
-        ctc_weight: float = 0.0,
+        engine: str | None = None,
+        ctc_weight: float | None = None,
+        max_tokens_per_second: float | None = None,
     ):
         self.model = model
-        self.engine = engine
-        self.ctc_weight = ctc_weight
-        self.num_beams = num_beams
+        self.decoding = model.config.decode.resolve(
+            model.ctc is not None,
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            engine=engine,
+            ctc_weight=ctc_weight,
+            max_tokens_per_second=max_tokens_per_second,
+        )
+        self.engine = self.decoding.engine
+        self.ctc_weight = self.decoding.ctc_weight
+        self.num_beams = self.decoding.num_beams
+        self.max_new_tokens = self.decoding.max_new_tokens
         self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens
         self.max_window_seconds = min(max_window_seconds, self.window_seconds)
         self.search_seconds = min(search_seconds, self.max_window_seconds)
         self.model_dir = model_dir
@@ -128,9 +141,12 @@ class Transcriber:
 
     def __repr__(self) -> str:
         c = self.model.config
+        d = self.decoding
         return (
             f"Transcriber(model_dir={str(self.model_dir)!r}, encoder={c.whisper_model_name_or_path!r}, "
-            f"llm={c.llm_model_name_or_path!r}, device={str(self.device)!r})"
+            f"llm={c.llm_model_name_or_path!r}, device={str(self.device)!r}, "
+            f"num_beams={d.num_beams}, ctc_weight={d.ctc_weight:g}, engine={d.engine!r}, "
+            f"max_new_tokens={d.max_new_tokens}, max_tokens_per_second={d.max_tokens_per_second:g})"
         )
 
     def windows(self, audio: np.ndarray) -> list[Window]:
@@ -142,23 +158,44 @@ class Transcriber:
         samples: Sequence[np.ndarray],
         num_beams: int | None = None,
         max_new_tokens: int | None = None,
-    ) -> list[str]:
+        hypotheses: bool = False,
+    ) -> list[str] | list[Hypothesis]:
         """Decode a list of (T_i,) 16 kHz sample arrays, each at most `window_seconds`
-        long, as one batch; one text per array, whitespace collapsed. The batched search
-        gives each array the text it would get alone."""
-        n_mels, pad_to_30s = self.model.encoder.n_mels, self.model.config.pad_to_30s
-        batch = collate(
-            [{"key": i, "mel": log_mel(x, n_mels, pad_to_30s)} for i, x in enumerate(samples)]
-        )
-        texts = self.model.generate(
-            mel=batch["mel"].to(self.device),
-            mel_lens=batch["mel_lens"].to(self.device),
+        long, as one batch; one text per array, whitespace collapsed (with `hypotheses`, a
+        west.models.speech_llm.Hypothesis: tokens and CTC posteriors too). The batched
+        search gives each array the text it would get alone."""
+        mel, mel_lens = self._features(samples)
+        found = self.model.generate(
+            mel=mel,
+            mel_lens=mel_lens,
             num_beams=num_beams or self.num_beams,
             max_new_tokens=max_new_tokens or self.max_new_tokens,
             engine=self.engine,
             ctc_weight=self.ctc_weight,
+            max_tokens_per_second=self.decoding.max_tokens_per_second,
+            return_hypotheses=hypotheses,
         )
-        return [" ".join(t.split()) for t in texts]
+        if not hypotheses:
+            return [" ".join(t.split()) for t in found]
+        for h in found:
+            h.text = " ".join(h.text.split())
+        return found
+
+    def partial_texts(self, samples: Sequence[np.ndarray]) -> list[str]:
+        """The CTC branch's best path for each (T_i,) 16 kHz array, decoded as one batch:
+        no LLM pass, so cheap enough to run while a person speaks (streaming's partial text).
+        ValueError for a model without a CTC branch."""
+        mel, mel_lens = self._features(samples)
+        return [" ".join(t.split()) for t in self.model.ctc_texts(mel=mel, mel_lens=mel_lens)]
+
+    def _features(self, samples: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n_mels, T) log-mel features of the arrays, zero-padded, on the model's device;
+        and their lengths (B,)."""
+        n_mels, pad_to_30s = self.model.encoder.n_mels, self.model.config.pad_to_30s
+        batch = collate(
+            [{"key": i, "mel": log_mel(x, n_mels, pad_to_30s)} for i, x in enumerate(samples)]
+        )
+        return batch["mel"].to(self.device), batch["mel_lens"].to(self.device)
 
     def transcribe(
         self,

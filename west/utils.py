@@ -7,10 +7,13 @@ mapping holds west-recognize's (e.g. `decode: {engine: hf, num_beams: [1, 5]}`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import yaml
+
+from west.config import DecodeConf
 
 DECODE_KEY = "decode"  # the yaml's mapping of west-recognize flags; west-train skips it
 BASE_KEY = "base"  # the yaml this one changes (see read_config)
@@ -87,14 +90,21 @@ def yaml_to_argv(argv: list[str]) -> list[str]:
     """Expand `--config FILE.yaml` into `--key value` flags placed before the other flags.
 
     Later flags win over the file's values, as HfArgumentParser keeps the last one. The
-    `decode:` mapping is west-recognize's (see decode_argv) and is left out.
+    `decode:` mapping is west-recognize's (see decode_argv); the keys of it that describe
+    the model's decoding (DecodeConf's) become `--decode_conf`, saved with the model.
     """
     found = _config_path(argv)
     if found is None:
         return argv
     path, i = found
+    conf = read_config(path)
+    decode = conf.get(DECODE_KEY)
+    if isinstance(decode, dict) and "decode_conf" not in conf:
+        # The recipe's decoding travels with the model (ModelArguments.decode_conf).
+        keys = {f.name for f in dataclasses.fields(DecodeConf)}
+        conf["decode_conf"] = {k: v for k, v in decode.items() if k in keys}
     expanded: list[str] = []
-    for key, value in read_config(path).items():
+    for key, value in conf.items():
         if value is None or key == DECODE_KEY:
             continue
         if isinstance(value, (dict, list)):

@@ -7,7 +7,8 @@
 # and real human recordings from PyPI and Debian packages (real).
 # The default set-up (conf/ctc_compress.yaml): a CTC branch (a Transformer projector on the
 # frozen Whisper encoder) trained first, then LoRA on the frozen LLM, which reads the
-# CTC-compressed speech; decoding is joint CTC / LLM (--ctc_weight 0.5 in decode_extra).
+# CTC-compressed speech; decoding is joint CTC / LLM (the conf's `decode:` mapping, which
+# travels with the model).
 #
 #   cd examples/mini && ./run.sh                      # everything (37 min on 2 AVX-512 cores)
 #   ./run.sh --stage 1 --stop_stage 1 --nj 2          # the corpus only
@@ -38,7 +39,8 @@ decode_sets="dev test heldout real"  # sets to decode and score
 beams="5"               # beam sizes, each decoded into exp_dir/decode_<set>_beam<N>_<settings>
                         # ("1 3 5": a beam sweep, 1 min more per set and beam on 2 cores)
 decode_batch_size=16    # utterances per decoding batch (the text does not depend on it)
-decode_extra="--max_new_tokens 64 --ctc_weight 0.5"  # more west-recognize flags: joint CTC / LLM decoding
+decode_extra=           # more west-recognize flags; the conf's `decode:` mapping, saved with
+                        # the model, gives the rest (joint CTC / LLM, at most 64 tokens)
 whisper_modes="beam5"   # Whisper tiny.en's own decoder as reference: beam5 and/or greedy
 threads=                # torch threads per process (OMP_NUM_THREADS) [default: torch's]
 help_message="Usage: $0 [options]   (run in examples/mini)"

@@ -36,8 +36,9 @@ def test_config_decode_mapping_gives_defaults_flags_win(tmp_path):
     # Flags given on the command line win, before or after --config.
     args = parse_args([*common, "--num_beams", "3", "--config", str(conf), "--engine", "west"])
     assert (args.engine, args.max_new_tokens, args.num_beams) == ("west", 50, [3])
-    # Without --config nothing changes.
-    assert parse_args(common).engine == "west"
+    # Without --config or flags, the settings are left to the model's decode_conf.
+    args = parse_args(common)
+    assert (args.engine, args.max_new_tokens, args.num_beams, args.ctc_weight) == (None,) * 4
 
 
 def test_config_errors_name_the_file(tmp_path, capsys):
@@ -56,15 +57,27 @@ def test_config_errors_name_the_file(tmp_path, capsys):
     assert "missing.yaml: config file not found" in capsys.readouterr().err
 
 
-def test_train_config_skips_the_decode_mapping(tmp_path):
+def test_train_config_saves_the_model_part_of_the_decode_mapping(tmp_path):
+    """west-train keeps the decode: keys that describe the model's decoding (its decode_conf,
+    saved with it) and skips the rest (data-list flags such as skip_bad_data)."""
     conf = tmp_path / "exp.yaml"
     conf.write_text(CONF)
     argv = yaml_to_argv(["--config", str(conf), "--learning_rate", "2e-4"])
-    assert argv == ["--projector", "linear", "--learning_rate", "0.001", "--learning_rate", "2e-4"]
+    decode = '{"engine": "hf", "max_new_tokens": 50, "num_beams": [1, 5]}'
+    assert argv == [
+        "--projector", "linear", "--learning_rate", "0.001", "--decode_conf", decode,
+        "--learning_rate", "2e-4",
+    ]  # fmt: skip
     from west.bin.train import parse_args as train_parse_args
 
     model, _, args = train_parse_args(["--config", str(conf), "--output_dir", str(tmp_path)])
     assert model.projector == "linear" and args.learning_rate == 1e-3
+    # a beam sweep: the model decodes with its widest beam
+    assert (model.decode.engine, model.decode.max_new_tokens, model.decode.num_beams) == (
+        "hf",
+        50,
+        5,
+    )
 
 
 def test_engine_hf_applies_the_llm_generation_config(model_args, speech_dir, tmp_path, caplog):

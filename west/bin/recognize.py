@@ -8,7 +8,9 @@
         --data_path test.jsonl --result_path text     # 4 processes, one shard each
 
 Utterances longer than --max_speech_seconds are cut at pauses and their window texts
-joined. `--config conf.yaml` reads the yaml's `decode:` mapping (flag: value) as defaults.
+joined. Decoding settings not given (beam, CTC weight, engine, token limits) are the
+model's own (its decode_conf, saved by west-train from its recipe's `decode:` mapping).
+`--config conf.yaml` reads the yaml's `decode:` mapping (flag: value) as defaults.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from datetime import timedelta
 import torch
 
 from west import distributed
+from west.config import ENGINES, DecodeConf
 from west.data.dataset import read_data, validate
 from west.decode import recognize
 from west.loader import load_model
-from west.models.speech_llm import ENGINES
 from west.utils import decode_argv
+
+logger = logging.getLogger("west.recognize")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -55,24 +59,11 @@ def get_parser() -> argparse.ArgumentParser:
         "--num_beams",
         type=int,
         nargs="+",
-        default=[1],
-        help="beam size(s): a sweep loads the model once, e.g. --num_beams 1 3 5",
+        help="beam size(s): a sweep loads the model once, e.g. --num_beams 1 3 5 "
+        "[default: the model's decode_conf]",
     )
-    p.add_argument(
-        "--ctc_weight",
-        type=float,
-        default=0.0,
-        help="joint CTC / LLM decoding with this CTC weight (a model with a CTC branch)",
-    )
-    p.add_argument(
-        "--engine",
-        default="west",
-        choices=ENGINES,
-        help="west: WeST's batched search; hf: transformers' generate, which also applies "
-        "the LLM's generation_config (as the 2024 reference did)",
-    )
+    add_decoding_flags(p)
     p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--max_new_tokens", type=int, default=200)
     p.add_argument(
         "--max_speech_seconds",
         type=float,
@@ -118,7 +109,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
     args = parser.parse_args(argv)
-    if len(args.num_beams) > 1 and "{beam}" not in args.result_path:
+    if args.num_beams and len(args.num_beams) > 1 and "{beam}" not in args.result_path:
         parser.error("several --num_beams need a --result_path with {beam} in it")
     if not args.model_dir and not (args.llm_model_name_or_path and args.whisper_model_name_or_path):
         raise SystemExit(
@@ -163,19 +154,66 @@ def decode(args: argparse.Namespace, device: str) -> None:
         skip_bad=args.skip_bad_data,
         long_audio="cut" if args.cut_long_audio else "keep",
     )
-    for beam in args.num_beams:
+    d = decoding(args, model.config.decode, model.ctc is not None)
+    logger.info(
+        "decoding with CTC weight %g, engine %s, at most %d tokens a window and %g a second "
+        "(the model's decode_conf, where no flag says)",
+        d.ctc_weight,
+        d.engine,
+        d.max_new_tokens,
+        d.max_tokens_per_second,
+    )
+    for beam in args.num_beams or [d.num_beams]:
         recognize(
             model,
             utts,
             args.result_path.format(beam=beam),
             args.batch_size,
             beam,
-            args.max_new_tokens,
+            d.max_new_tokens,
             args.num_workers,
-            args.ctc_weight,
-            engine=args.engine,
+            d.ctc_weight,
+            engine=d.engine,
             max_speech_seconds=args.max_speech_seconds,
+            max_tokens_per_second=d.max_tokens_per_second,
         )
+
+
+def add_decoding_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that override a model's decode_conf (west.config.DecodeConf); all default
+    to None, the model's own. Shared by west-recognize, west-transcribe and west-serve."""
+    p.add_argument(
+        "--ctc_weight",
+        type=float,
+        help="joint CTC / LLM decoding with this CTC weight, 0 for the LLM alone [default: "
+        "the model's decode_conf; 0.5 for a model with a CTC branch that has none]",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="west: WeST's batched search; hf: transformers' generate, which also applies "
+        "the LLM's generation_config (as the 2024 reference did) [default: the model's]",
+    )
+    p.add_argument(
+        "--max_new_tokens", type=int, help="per window of at most 28 s [default: the model's]"
+    )
+    p.add_argument(
+        "--max_tokens_per_second",
+        type=float,
+        help="tokens per second of audio (+ 10) a window may get, a bound against runaway "
+        "decoding [default: the model's, 12]",
+    )
+
+
+def decoding(args: argparse.Namespace, conf: DecodeConf, has_ctc: bool) -> DecodeConf:
+    """The model's decode_conf with the flags that were given (add_decoding_flags) applied."""
+    return conf.resolve(
+        has_ctc,
+        ctc_weight=args.ctc_weight,
+        engine=args.engine,
+        max_new_tokens=args.max_new_tokens,
+        max_tokens_per_second=args.max_tokens_per_second,
+    )
 
 
 if __name__ == "__main__":

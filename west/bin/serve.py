@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from west.models.speech_llm import ENGINES
+from west.bin.recognize import add_decoding_flags
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -63,15 +63,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max_upload_mb", type=float, default=50.0, help="largest request body; beyond, 413"
     )
-    p.add_argument("--num_beams", type=int, default=1, help="beam size (1 = greedy)")
     p.add_argument(
-        "--ctc_weight",
-        type=float,
-        default=0.0,
-        help="joint CTC / LLM decoding with this CTC weight (a model with a CTC branch)",
+        "--num_beams", type=int, help="beam size (1 = greedy) [default: the model's decode_conf]"
     )
-    p.add_argument("--engine", default="west", choices=ENGINES)
-    p.add_argument("--max_new_tokens", type=int, default=200, help="per 28 s window")
+    add_decoding_flags(p)
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     return p
 
@@ -96,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             max_new_tokens=args.max_new_tokens,
             engine=args.engine,
             ctc_weight=args.ctc_weight,
+            max_tokens_per_second=args.max_tokens_per_second,
         )
     except (FileNotFoundError, ValueError) as e:  # no config, or weights that do not fit
         logging.getLogger("west.serve").error("%s", e)

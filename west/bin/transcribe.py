@@ -6,6 +6,9 @@
 Inputs are wav or flac files (any rate, mono or stereo, any length: long ones are cut at
 pauses), folders (every wav/flac inside, recursive, sorted) or `.scp` lists
 (`<key> <path>` lines; their lines are printed with the key).
+
+The model decodes as its recipe did (beam, joint CTC weight, token limits: its
+decode_conf, which west-train saves); flags such as --beam and --ctc_weight override it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 
 import torch
 
+from west.bin.recognize import add_decoding_flags
 from west.data.audio import AudioError, audio_info
 from west.data.dataset import DataError
 from west.data.inputs import find_inputs
@@ -35,9 +39,15 @@ def get_parser() -> argparse.ArgumentParser:
         help="checkpoint folder written by west-train, or a folder written by west-export",
     )
     p.add_argument("--output", help="write the lines here instead of to stdout")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument(
+        "--beam",
+        "--num_beams",
+        dest="num_beams",
+        type=int,
+        help="beam size (1 = greedy) [default: the model's decode_conf]",
+    )
+    add_decoding_flags(p)
     p.add_argument("--batch_size", type=int, default=8, help="windows decoded together")
-    p.add_argument("--max_new_tokens", type=int, default=200, help="per 28 s window")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument(
@@ -81,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             args.model_dir,
             device=args.device,
             dtype=args.dtype,
-            num_beams=args.beam,
+            num_beams=args.num_beams,
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,
+            engine=args.engine,
+            ctc_weight=args.ctc_weight,
+            max_tokens_per_second=args.max_tokens_per_second,
             llm_model_name_or_path=args.llm_model_name_or_path,
             whisper_model_name_or_path=args.whisper_model_name_or_path,
         )

@@ -179,15 +179,8 @@ class CTCHead(nn.Module):
         LLM's output size, which may exceed its input vocabulary)."""
         logits = self.logits(speech, embed)
         device = speech.device
-        best = logits.argmax(-1)  # (U, T): the best paths
-        paths = [b[: int(n)].unique_consecutive() for b, n in zip(best, lens)]
-        paths = [p[p != logits.shape[-1] - 1] for p in paths]  # blanks out
         if self.spelling is not None:
             labels = self.spelling.table(vocab, device)
-            # The best path spelt out and read back as LLM tokens: always candidates.
-            tokenizer = self.spelling.tokenizer
-            texts = [self.spelling.text(p) for p in paths]
-            best_tokens = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
         else:
             index = torch.full((vocab,), -1, dtype=torch.long, device=device)
             if self.tokens is None:
@@ -195,8 +188,20 @@ class CTCHead(nn.Module):
             else:
                 index[: len(self.index)] = self.index
             labels = index[:, None]
-            best_tokens = [self.token_ids(p).tolist() for p in paths]
+        # The best paths' tokens are always candidates.
+        best_tokens = [self.best_path(row[: int(n)]) for row, n in zip(logits, lens)]
         return CTCPrefixScorer(logits.log_softmax(-1), lens, labels, stop_ids, best_tokens)
+
+    def best_path(self, logits: torch.Tensor) -> list[int]:
+        """One utterance's (N, V' + 1) logits -> the LLM token ids of its CTC best path
+        (repeats merged, blanks dropped); with `vocab: chars`, its spelling read back as
+        LLM tokens."""
+        path = logits.argmax(-1).unique_consecutive()
+        path = path[path != logits.shape[-1] - 1]
+        if self.spelling is not None:
+            text = self.spelling.text(path)
+            return self.spelling.tokenizer(text, add_special_tokens=False).input_ids
+        return self.token_ids(path).tolist()
 
 
 def compress(

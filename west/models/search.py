@@ -12,7 +12,12 @@ early_stopping False): the same candidates (the top max(2, 1 + stop ids) x beams
 continuations), the same finished-hypothesis bookkeeping (only candidates ranked within the
 top `beams` may finish; score = sum of log-probs / generated length, end token included)
 and the same stopping rule, so an utterance gets the hypothesis that
-`generate(num_beams=k, do_sample=False, max_new_tokens=cap)` gives it alone.
+`generate(num_beams=k, do_sample=False, max_new_tokens=cap)` gives it alone, unless it loops.
+
+Neither search writes a repetition loop (west.models.repetition: one block of tokens three
+times or more in a row): greedy search ends a row at the token that closes one, keeping the
+first copy; beam search never extends a beam by such a token, so the beam takes the stop
+token or other words instead.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from transformers import DynamicCache, GenerationConfig
 from transformers.cache_utils import DynamicLayer
 
 from west.models.ctc import CTCPrefixScorer
+from west.models.repetition import MAX_PERIOD, MIN_REPEATS, loop_start
 
 NEG = -1.0e9  # transformers' score for an impossible beam; the same value keeps ties the same
 
@@ -181,7 +187,8 @@ class Rows:
 
 
 def greedy_search(rows: Rows, caps: list[int], stop_ids: list[int]) -> list[list[int]]:
-    """Argmax decoding; a row that ends (stop token or its cap) leaves the batch."""
+    """Argmax decoding; a row that ends (stop token, its cap, or a repetition loop, which is
+    cut to its first copy: west.models.repetition) leaves the batch."""
     out: list[list[int]] = [[] for _ in caps]
     live = list(range(len(caps)))  # the utterance each running row belongs to
     stop = torch.tensor(stop_ids, device=rows.logits.device)
@@ -193,7 +200,10 @@ def greedy_search(rows: Rows, caps: list[int], stop_ids: list[int]) -> list[list
             u = live[r]
             if not ended:
                 out[u].append(tok)
-                if len(out[u]) < caps[u]:
+                start = loop_start(out[u])
+                if start is not None:
+                    del out[u][start:]
+                elif len(out[u]) < caps[u]:
                     keep.append(r)
         if not keep:
             return out
@@ -255,6 +265,7 @@ def beam_search(
         seqs = run_seqs.gather(1, parent[..., None].expand(-1, -1, length)).clone()
         seqs[:, :, t] = tokens
         ends = torch.isin(tokens, stop) | (t + 1 >= cap[live])[:, None]
+        top = top.masked_fill(closes_loop(seqs, t, ~torch.isin(tokens, stop)), NEG)
         # The best k candidates that did not end run on.
         open_scores = top + ends.float() * NEG
         best = open_scores.topk(k).indices
@@ -291,6 +302,23 @@ def beam_search(
             prefix = ctc.advance(prefix, parents, slots, prefix_r, deltas, chosen)
         logits, fan = rows.step(run_seqs[:, :, t].flatten()), k
     return out
+
+
+def closes_loop(seqs: torch.Tensor, t: int, check: torch.Tensor) -> torch.Tensor:
+    """(U, M) bool: whether candidate sequence seqs[u, m, : t + 1] ends in a repetition loop
+    (west.models.repetition), for the candidates where `check` (U, M) is True.
+
+    Only a candidate whose new token repeats one of the MAX_PERIOD before it can close a
+    loop: that test runs on the whole batch at once, the exact one on the few that pass."""
+    found = torch.zeros_like(check)
+    periods = min(MAX_PERIOD, t // MIN_REPEATS)
+    if periods < 1:
+        return found
+    back = seqs[:, :, t - periods : t].flip(-1)  # the token 1, 2, ... positions back
+    maybe = (back == seqs[:, :, t : t + 1]).any(-1) & check
+    for u, m in maybe.nonzero().tolist():
+        found[u, m] = loop_start(seqs[u, m, : t + 1].tolist()) is not None
+    return found
 
 
 def search(

@@ -8,24 +8,26 @@ for generation, so every utterance in a batch sees exactly what it would see alo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from west.config import ModelArguments
+from west.config import ENGINES, ModelArguments
+from west.data.audio import HOP_LENGTH, SAMPLE_RATE
 from west.distributed import full_shape, gathered
 from west.models.ctc import CTCHead, CTCPrefixScorer
 from west.models.encoder import WhisperEncoder
 from west.models.llm import Prompt, lora_parameters, stop_token_ids
 from west.models.masking import mask_frames
+from west.models.repetition import cut_loop
 from west.models.search import ignored_settings, search
 
 logger = logging.getLogger(__name__)
 
 IGNORE_ID = -100
-ENGINES = ("west", "hf")  # decoding: west.models.search, or transformers' generate
 # Speech tokens a second: 10 (Whisper's 50 frames / k = 5), ~3-4 after CTC compression;
 # transcripts: ~3-5 tokens a second (English BPE, Chinese characters). 2 per vector is a
 # bound the audio cannot exceed, so outputs past it are loops, not speech.
@@ -214,6 +216,12 @@ class SpeechLLM(nn.Module):
         return F.cross_entropy(logits.float(), target[keep])
 
     # ---- decoding -----------------------------------------------------------------
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds of audio per projected speech vector (before any CTC compression): the
+        CTC branch's frame, which word times are counted in."""
+        return 2 * HOP_LENGTH / SAMPLE_RATE * self.config.encoder_projector_ds_rate
+
     @torch.inference_mode()
     def generate(
         self,
@@ -226,13 +234,19 @@ class SpeechLLM(nn.Module):
         tokens_per_speech_vector: float | None = MAX_TOKENS_PER_SPEECH_VECTOR,
         engine: str = "west",
         ctc_weight: float = 0.0,
+        max_tokens_per_second: float | None = None,
+        return_hypotheses: bool = False,
         **generate_kwargs,
-    ) -> list[str]:
-        """Batched greedy or beam search; returns one transcript per utterance.
+    ) -> list[str] | list[Hypothesis]:
+        """Batched greedy or beam search; returns one transcript per utterance (with
+        `return_hypotheses`, a Hypothesis: its tokens and the CTC branch's posteriors too).
 
         An utterance's output is capped at `tokens_per_speech_vector` tokens per speech vector
-        the LLM reads (+ 8): the audio cannot hold more, so a repetition loop ends there
-        instead of at `max_new_tokens`. None lifts the cap.
+        the LLM reads (+ 8), and at `max_tokens_per_second` per second of its audio (+ 10):
+        the audio cannot hold more, so a runaway decode ends there instead of at
+        `max_new_tokens`. None lifts either cap. No engine returns a repetition loop
+        (west.models.repetition: the search stops it, and any output is cut after its
+        first copy).
 
         engine "west" (`west.models.search`): the prompt's shared start read once per batch,
         one prefill per utterance shared by its beams, finished utterances leave the batch,
@@ -254,6 +268,7 @@ class SpeechLLM(nn.Module):
                 f"engine 'west' takes no generate kwargs ({sorted(generate_kwargs)}); "
                 "use engine='hf'"
             )
+        seconds = audio_seconds(mel_lens, enc_lens)
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
         llm_speech, llm_lens = self.llm_speech(speech, speech_lens)
         # WeST's search reads the shared prompt start once per batch; HF generate needs it per row.
@@ -261,7 +276,9 @@ class SpeechLLM(nn.Module):
         inputs, mask, _ = self._assemble(llm_speech, llm_lens, None, True, with_prefix=not shared)
         caps = [max_new_tokens] * len(llm_lens)
         if tokens_per_speech_vector is not None:
-            caps = [min(max_new_tokens, int(tokens_per_speech_vector * n) + 8) for n in llm_lens]
+            caps = [min(c, int(tokens_per_speech_vector * n) + 8) for c, n in zip(caps, llm_lens)]
+        if max_tokens_per_second is not None:
+            caps = [min(c, int(max_tokens_per_second * s) + 10) for c, s in zip(caps, seconds)]
         if engine == "west":
             ignored = ignored_settings(self.llm)
             if ignored and not self._warned_ignored:
@@ -283,10 +300,45 @@ class SpeechLLM(nn.Module):
                 pad_token_id=self.tokenizer.pad_token_id,
                 **generate_kwargs,
             )
-            # Each utterance keeps the tokens within its own cap (the batch ran to the largest).
-            ids = [row[:cap] for row, cap in zip(output, caps)]
-        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return [t.strip() for t in texts]
+            # Each utterance keeps the tokens within its own cap (the batch ran to the largest),
+            # up to its first stop token.
+            ids = [until_stop(row[:cap].tolist(), self.stop_ids) for row, cap in zip(output, caps)]
+        ids = [cut_loop(row)[0] for row in ids]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        if not return_hypotheses:
+            return texts
+        posteriors = None
+        if self.ctc is not None:
+            posteriors = self.ctc.logits(speech, self.embed_tokens).log_softmax(-1).float().cpu()
+        return [
+            Hypothesis(
+                text,
+                row,
+                None if posteriors is None else posteriors[i, : int(speech_lens[i])],
+                self.frame_seconds,
+            )
+            for i, (text, row) in enumerate(zip(texts, ids))
+        ]
+
+    @torch.inference_mode()
+    def ctc_texts(
+        self,
+        mel: torch.Tensor | None = None,
+        mel_lens: torch.Tensor | None = None,
+        enc: torch.Tensor | None = None,
+        enc_lens: torch.Tensor | None = None,
+    ) -> list[str]:
+        """The CTC branch's best path alone (no LLM pass: cheap), one text per utterance:
+        what streaming shows while a person speaks."""
+        if self.ctc is None:
+            raise ValueError("this model has no CTC branch (ctc_conf weight 0)")
+        speech, lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
+        return [
+            self.tokenizer.decode(
+                self.ctc.best_path(row[: int(n)]), skip_special_tokens=True
+            ).strip()
+            for row, n in zip(self.ctc.logits(speech, self.embed_tokens), lens)
+        ]
 
     def ctc_prefix_scorer(self, speech: torch.Tensor, lens: torch.Tensor) -> CTCPrefixScorer:
         """CTC prefix scores of these projected frames (B, N, D), for LLM token ids."""
@@ -346,3 +398,29 @@ class SpeechLLM(nn.Module):
         if self.ctc is not None and self.ctc.tokens is not None and keep:
             state["ctc.tokens"] = self.ctc.tokens.cpu()
         return state
+
+
+@dataclasses.dataclass
+class Hypothesis:
+    """One utterance's decoding result: its text, its LLM token ids (no stop token) and,
+    for a model with a CTC branch, the branch's log posteriors over its own frames
+    (N, C + 1), blank last, on the CPU; each frame is `frame_seconds` of audio."""
+
+    text: str
+    tokens: list[int]
+    ctc_log_probs: torch.Tensor | None
+    frame_seconds: float
+
+
+def audio_seconds(mel_lens: torch.Tensor | None, enc_lens: torch.Tensor | None) -> list[float]:
+    """Each utterance's audio in seconds, from its log-mel frames (10 ms) or encoder
+    frames (20 ms)."""
+    if mel_lens is not None:
+        return [int(n) * HOP_LENGTH / SAMPLE_RATE for n in mel_lens]
+    return [int(n) * 2 * HOP_LENGTH / SAMPLE_RATE for n in enc_lens]
+
+
+def until_stop(tokens: list[int], stop_ids: list[int]) -> list[int]:
+    """`tokens` up to (not including) the first stop token."""
+    stops = set(stop_ids)
+    return next((tokens[:i] for i, t in enumerate(tokens) if t in stops), tokens)
