@@ -99,9 +99,12 @@ def test_export_loads_and_gives_identical_output(model_dir, model_args, wavs, te
         "final training loss: 3.5678",
         f"west-transcribe --model_dir {out} a.wav",
         f'west.load("{out}"',
+        "| decoding (`decode_conf`) | greedy, the LLM alone, engine `west`, at most 200 tokens",
     ):
         assert needed in card, needed
-    assert json.loads((out / "west_config.json").read_text())["projector_model_path"] is None
+    saved = json.loads((out / "west_config.json").read_text())
+    assert saved["projector_model_path"] is None
+    assert saved["decode_conf"] == ModelArguments.load(model_dir).decode_conf  # travels with it
     assert west.load(out, max_new_tokens=6).transcribe(wavs) == texts
     # A second export into the same folder is refused unless asked for.
     assert export_main(["--model_dir", str(model_dir), "--output", str(out)]) == 1

@@ -148,6 +148,7 @@ def model_card(
         f"| system prompt | {system} |",
         f"| chat template | {template} |",
         f"| trained tensors | {sum(counts.values()):,} parameters in `model.safetensors` |",
+        f"| decoding (`decode_conf`) | {decoding_summary(config)} |",
         "",
         "## Training",
         "",
@@ -188,6 +189,8 @@ def model_card(
         'print(model.transcribe(["a.wav", "b.flac"]))',
         "```",
         "",
+        "The model decodes as its recipe did (the decoding row above, saved in",
+        "`west_config.json`); `--beam`, `--ctc_weight` and the other decoding flags override it.",
         "If the encoder or the LLM lives elsewhere on your machine, point to it with",
         "`--whisper_model_name_or_path` / `--llm_model_name_or_path` (or the same keyword",
         "arguments of `west.load`). Recordings longer than 30 s are cut at pauses and",
@@ -203,3 +206,14 @@ def model_card(
     if config.chat_template == "chat_template.jinja":
         lines.append("- `chat_template.jinja`: the chat template used in training")
     return "\n".join(lines) + "\n"
+
+
+def decoding_summary(config: ModelArguments) -> str:
+    """How the model decodes by default (its decode_conf), in words for the card."""
+    d = config.decode.resolve(config.ctc.weight > 0)
+    joint = f"joint CTC / LLM, CTC weight {d.ctc_weight:g}" if d.ctc_weight else "the LLM alone"
+    search = "greedy" if d.num_beams == 1 else f"beam {d.num_beams}"
+    return (
+        f"{search}, {joint}, engine `{d.engine}`, at most {d.max_new_tokens} tokens a window "
+        f"and {d.max_tokens_per_second:g} a second of audio"
+    )
