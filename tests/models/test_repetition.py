@@ -143,6 +143,15 @@ def test_no_engine_or_beam_writes_a_loop(
         assert segments[0].text == "".join(LOOP_WORDS).strip()
 
 
+@pytest.mark.parametrize("beams", [1, 3])
+def test_without_the_guard_wests_search_writes_the_loop(looping_models, long_speech, beams):
+    """The guard is what stops it: turned off, WeST's own search writes the loop too."""
+    model = looping_models["plain"]
+    mel, lens = Transcriber(model)._features([long_speech[: 10 * 16000]])
+    text = model.generate(mel=mel, mel_lens=lens, num_beams=beams, loop_guard=False)[0]
+    assert repeated_phrase(text), text
+
+
 def test_the_cap_from_the_audio_bounds_a_window(looping_models, long_speech):
     """max_tokens_per_second: a 3 s window at 1 token a second gets 3 + 10 = 13 tokens, less
     than the loop needs to show (3 copies of 7), so the cap is what ends it."""

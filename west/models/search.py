@@ -186,9 +186,11 @@ class Rows:
         self.mask, self.next_pos = self.mask[rows], self.next_pos[rows]
 
 
-def greedy_search(rows: Rows, caps: list[int], stop_ids: list[int]) -> list[list[int]]:
-    """Argmax decoding; a row that ends (stop token, its cap, or a repetition loop, which is
-    cut to its first copy: west.models.repetition) leaves the batch."""
+def greedy_search(
+    rows: Rows, caps: list[int], stop_ids: list[int], loop_guard: bool = True
+) -> list[list[int]]:
+    """Argmax decoding; a row that ends (stop token, its cap, or, with `loop_guard`, a
+    repetition loop, cut to its first copy: west.models.repetition) leaves the batch."""
     out: list[list[int]] = [[] for _ in caps]
     live = list(range(len(caps)))  # the utterance each running row belongs to
     stop = torch.tensor(stop_ids, device=rows.logits.device)
@@ -200,7 +202,7 @@ def greedy_search(rows: Rows, caps: list[int], stop_ids: list[int]) -> list[list
             u = live[r]
             if not ended:
                 out[u].append(tok)
-                start = loop_start(out[u])
+                start = loop_start(out[u]) if loop_guard else None
                 if start is not None:
                     del out[u][start:]
                 elif len(out[u]) < caps[u]:
@@ -221,8 +223,10 @@ def beam_search(
     num_beams: int,
     ctc: CTCPrefixScorer | None = None,
     ctc_weight: float = 0.0,
+    loop_guard: bool = True,
 ) -> list[list[int]]:
     """Beam search (HF's default semantics, see module doc); a finished utterance leaves the batch.
+    With `loop_guard`, no beam is extended by a token that closes a repetition loop.
 
     Tensors are (U, K, ...) over the U utterances still running and their K beams; `rows`
     holds U x `fan` sequences: one per utterance after the prefill, K afterwards.
@@ -265,7 +269,8 @@ def beam_search(
         seqs = run_seqs.gather(1, parent[..., None].expand(-1, -1, length)).clone()
         seqs[:, :, t] = tokens
         ends = torch.isin(tokens, stop) | (t + 1 >= cap[live])[:, None]
-        top = top.masked_fill(closes_loop(seqs, t, ~torch.isin(tokens, stop)), NEG)
+        if loop_guard:
+            top = top.masked_fill(closes_loop(seqs, t, ~torch.isin(tokens, stop)), NEG)
         # The best k candidates that did not end run on.
         open_scores = top + ends.float() * NEG
         best = open_scores.topk(k).indices
@@ -331,18 +336,20 @@ def search(
     ctc: CTCPrefixScorer | None = None,
     ctc_weight: float = 0.0,
     prefix: torch.Tensor | None = None,
+    loop_guard: bool = True,
 ) -> list[list[int]]:
     """inputs (B, L, D) left-padded, mask (B, L) -> each utterance's tokens, stop token left out.
 
     `prefix` (P, D): embeddings that come before every row's inputs, read once for the batch.
     Utterance i gets at most caps[i] tokens. With `ctc` and ctc_weight > 0, joint CTC / LLM
-    scores (greedy is then a beam of 1).
+    scores (greedy is then a beam of 1). `loop_guard` False lets repetition loops run to the
+    cap (to compare with transformers' generate, or to measure what the guard does).
     """
     if len(caps) != inputs.shape[0] or min(caps) < 1:
         raise ValueError(f"need one cap >= 1 per utterance, got {caps} for {inputs.shape[0]}")
     rows = Rows(llm, inputs, mask, prefix)
     if ctc is not None and ctc_weight > 0:
-        return beam_search(rows, caps, stop_ids, num_beams, ctc, ctc_weight)
+        return beam_search(rows, caps, stop_ids, num_beams, ctc, ctc_weight, loop_guard)
     if num_beams == 1:
-        return greedy_search(rows, caps, stop_ids)
-    return beam_search(rows, caps, stop_ids, num_beams)
+        return greedy_search(rows, caps, stop_ids, loop_guard)
+    return beam_search(rows, caps, stop_ids, num_beams, loop_guard=loop_guard)

@@ -236,6 +236,7 @@ class SpeechLLM(nn.Module):
         ctc_weight: float = 0.0,
         max_tokens_per_second: float | None = None,
         return_hypotheses: bool = False,
+        loop_guard: bool = True,
         **generate_kwargs,
     ) -> list[str] | list[Hypothesis]:
         """Batched greedy or beam search; returns one transcript per utterance (with
@@ -246,7 +247,7 @@ class SpeechLLM(nn.Module):
         the audio cannot hold more, so a runaway decode ends there instead of at
         `max_new_tokens`. None lifts either cap. No engine returns a repetition loop
         (west.models.repetition: the search stops it, and any output is cut after its
-        first copy).
+        first copy); `loop_guard` False turns that off, to measure what it does.
 
         engine "west" (`west.models.search`): the prompt's shared start read once per batch,
         one prefill per utterance shared by its beams, finished utterances leave the batch,
@@ -287,7 +288,16 @@ class SpeechLLM(nn.Module):
             scorer = self.ctc_prefix_scorer(speech, speech_lens) if ctc_weight > 0 else None
             prefix = self.embed_tokens(self.prefix_ids)
             ids = search(
-                self.llm, inputs, mask, caps, self.stop_ids, num_beams, scorer, ctc_weight, prefix
+                self.llm,
+                inputs,
+                mask,
+                caps,
+                self.stop_ids,
+                num_beams,
+                scorer,
+                ctc_weight,
+                prefix,
+                loop_guard,
             )
         else:
             output = self.llm.generate(
@@ -303,7 +313,8 @@ class SpeechLLM(nn.Module):
             # Each utterance keeps the tokens within its own cap (the batch ran to the largest),
             # up to its first stop token.
             ids = [until_stop(row[:cap].tolist(), self.stop_ids) for row, cap in zip(output, caps)]
-        ids = [cut_loop(row)[0] for row in ids]
+        if loop_guard:
+            ids = [cut_loop(row)[0] for row in ids]
         texts = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
         if not return_hypotheses:
             return texts
