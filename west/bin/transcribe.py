@@ -3,8 +3,10 @@
     west-transcribe --model_dir exp/run/checkpoint-600 a.wav b.flac
     west-transcribe --model_dir exported/ --output hyp.txt recordings/ data/test/wav.scp
 
-Inputs are wav or flac files (any rate, mono or stereo, any length: long ones are cut at
-pauses), folders (every wav/flac inside, recursive, sorted) or `.scp` lists
+Inputs are audio files (wav, flac, mp3, m4a/aac, ogg/opus, webm, ...: anything libsndfile
+or PyAV's FFmpeg reads) or video files (their first audio track), at any rate, mono or
+stereo, any length (long ones are cut at pauses); folders (every audio or video file inside,
+by suffix, recursive, sorted); or `.scp` lists
 (`<key> <path>` lines; their lines are printed with the key).
 
 The model decodes as its recipe did (beam, joint CTC weight, token limits: its
@@ -32,7 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("inputs", nargs="+", help="wav/flac files, folders, or .scp lists")
+    p.add_argument("inputs", nargs="+", help="audio or video files, folders, or .scp lists")
     p.add_argument(
         "--model_dir",
         required=True,
