@@ -2,7 +2,13 @@
 
 The window machinery is public so that a caller with its own batching (west.serve) cuts
 and decodes exactly as the Transcriber does: `cut_windows` turns one recording into
-Windows, `Transcriber.decode_windows` decodes a list of sample arrays as one batch.
+Windows, `Transcriber.decode_windows` decodes a list of sample arrays as one batch and
+`Transcriber.fill` stores a window's result in its Segment.
+
+Word timestamps (`word_timestamps=True`, a model with a CTC branch only): each window's
+transcript is force-aligned to the CTC branch's posteriors (west.timestamps) and its
+Segment's `words` filled. Off by default: the default decode keeps no posteriors and
+aligns nothing, so it costs what it did without them.
 """
 
 from __future__ import annotations
@@ -29,18 +35,23 @@ from west.data.audio import (
 )
 from west.data.batching import collate
 from west.data.segment import split_points
+from west.distributed import full_shape
 from west.models.speech_llm import Hypothesis, SpeechLLM
+from west.timestamps import Word, word_timestamps
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class Segment:
-    """A piece of a recording decoded on its own: times in seconds from its start."""
+    """A piece of a recording decoded on its own: times in seconds from its start. `words`:
+    its words with their times (west.timestamps.Word), when word timestamps were asked for
+    (None otherwise; [] for a window with nothing said)."""
 
     start: float
     end: float
     text: str
+    words: list[Word] | None = None
 
 
 @dataclasses.dataclass
@@ -52,6 +63,14 @@ class Transcript:
     segments: list[Segment]
     duration: float = 0.0
     error: str | None = None
+
+    @property
+    def words(self) -> list[Word] | None:
+        """Every word of the recording, in order; None when word timestamps were not asked
+        for (see Segment)."""
+        if all(s.words is None for s in self.segments):
+            return None
+        return [w for s in self.segments for w in s.words or []]
 
 
 @dataclasses.dataclass
@@ -181,6 +200,64 @@ class Transcriber:
             h.text = " ".join(h.text.split())
         return found
 
+    @property
+    def has_word_timestamps(self) -> bool:
+        """Whether the model can time words: it has a CTC branch."""
+        return self.model.ctc is not None
+
+    def check_word_timestamps(self) -> None:
+        """ValueError, saying why, unless the model can time words."""
+        if not self.has_word_timestamps:
+            where = f"{self.model_dir}: " if self.model_dir else ""
+            raise ValueError(
+                f"{where}this model has no CTC branch (ctc_conf weight 0), so it has only "
+                "segment times (the windows a recording is cut into), no word timestamps"
+            )
+
+    def fill(self, window: Window, result: str | Hypothesis) -> None:
+        """Store one decoded window's result (decode_windows') in its Segment: the text,
+        and for a Hypothesis with CTC posteriors its words too (`words`)."""
+        segment = window.segment
+        if isinstance(result, str):
+            segment.text = result
+            return
+        segment.text = result.text
+        if result.ctc_log_probs is not None:
+            segment.words = self.words(result, segment.start, segment.end, window.samples)
+
+    def words(
+        self,
+        hypothesis: Hypothesis,
+        start: float = 0.0,
+        end: float | None = None,
+        samples: np.ndarray | None = None,
+    ) -> list[Word]:
+        """The words of one decoded window (a Hypothesis with CTC posteriors) with their
+        times in seconds, the window spanning `start` to `end` of its recording; its (T,)
+        16 kHz `samples`, if given, refine the times (west.timestamps.word_timestamps).
+        ValueError for a model without a CTC branch."""
+        self.check_word_timestamps()
+        if hypothesis.ctc_log_probs is None:
+            raise ValueError("this hypothesis has no CTC posteriors: decode with hypotheses=True")
+        return word_timestamps(
+            self.model.tokenizer,
+            hypothesis.tokens,
+            hypothesis.ctc_log_probs,
+            self._token_labels(),
+            hypothesis.frame_seconds,
+            start,
+            end,
+            samples,
+            SAMPLE_RATE,
+        )
+
+    def _token_labels(self) -> torch.Tensor:
+        """(V, K): the CTC branch's labels of every LLM token id (CTCHead.token_labels), for
+        the same V as joint decoding asks for, so a spelling branch builds its table once."""
+        m = self.model
+        vocab = max(full_shape(m.llm.get_output_embeddings().weight)[0], m.llm_vocab)
+        return m.ctc.token_labels(vocab)
+
     def partial_texts(self, samples: Sequence[np.ndarray]) -> list[str]:
         """The CTC branch's best path for each (T_i,) 16 kHz array, decoded as one batch:
         no LLM pass, so cheap enough to run while a person speaks (streaming's partial text).
@@ -208,6 +285,7 @@ class Transcriber:
         batch_size: int | None = None,
         max_new_tokens: int | None = None,
         progress: bool | None = None,
+        word_timestamps: bool = False,
     ):
         """Transcribe one input or a list of them.
 
@@ -215,13 +293,16 @@ class Transcriber:
             tensor of samples at `sample_rate`, or a list of these.
         Returns a str for one input and a list of str (same order) for a list; with
         `return_segments`, a list of Segment (start, end, text) per input instead. With
-        `skip_bad`, a bad input (missing, not audio, silent) is warned about and gives
+        `word_timestamps` (a model with a CTC branch; ValueError otherwise), Segments
+        whatever `return_segments` says, each with its `words` (start, end, confidence).
+        With `skip_bad`, a bad input (missing, not audio, silent) is warned about and gives
         None instead of raising AudioError.
         """
         single = isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor))
         items = [audio] if single else list(audio)
+        segments = return_segments or word_timestamps
         results = [
-            None if t.error else (t.segments if return_segments else t.text)
+            None if t.error else (t.segments if segments else t.text)
             for t in self.stream(
                 items,
                 sample_rate,
@@ -230,6 +311,7 @@ class Transcriber:
                 batch_size=batch_size,
                 max_new_tokens=max_new_tokens,
                 progress=progress,
+                word_timestamps=word_timestamps,
             )
         ]
         return results[0] if single else results
@@ -246,13 +328,18 @@ class Transcriber:
         max_new_tokens: int | None = None,
         progress: bool | None = None,
         group_size: int | None = None,
+        word_timestamps: bool = False,
     ) -> Iterator[Transcript]:
         """Yield a Transcript per input, in order, decoding `group_size` inputs at a time.
 
         Only one group's audio is held in memory. `names` label the inputs in results and
         error messages (default: the path, or `<array i>`). `progress`: a bar counting
         inputs; None shows it for 10 inputs or more when stderr is a terminal.
+        `word_timestamps`: fill each Segment's `words` (Transcript.words: all of them);
+        ValueError, before anything is decoded, for a model without a CTC branch.
         """
+        if word_timestamps:
+            self.check_word_timestamps()
         batch_size = batch_size or self.batch_size
         names = (
             list(names)
@@ -282,7 +369,7 @@ class Transcriber:
                         skipped += 1
                         bar.update(1)
                 segments = self._decode_group(
-                    audios, batch_size, num_beams, max_new_tokens, names[g:], bar
+                    audios, batch_size, num_beams, max_new_tokens, names[g:], bar, word_timestamps
                 )
                 for i, (audio, segs) in enumerate(zip(audios, segments)):
                     duration = 0.0 if audio is None else len(audio) / SAMPLE_RATE
@@ -328,13 +415,18 @@ class Transcriber:
         max_new_tokens: int | None,
         names: list[str],
         bar: tqdm,
+        words: bool = False,
     ) -> list[list[Segment]]:
-        """Cut each recording into windows, then decode the windows of all of them together."""
+        """Cut each recording into windows, then decode the windows of all of them together
+        (with `words`, their word timestamps too)."""
         segments: list[list[Segment]] = []
         pieces: list[tuple[Window, int]] = []  # (a window to decode, its input)
         left = [0] * len(audios)  # windows still to decode, per input
         for i, audio in enumerate(audios):
             windows = [] if audio is None else self.windows(audio)
+            if words:
+                for w in windows:
+                    w.segment.words = []  # a silent window's; decoded ones get theirs
             segments.append([w.segment for w in windows])
             if len(windows) > 1:
                 logger.info(
@@ -350,9 +442,11 @@ class Transcriber:
         pieces.sort(key=lambda p: -len(p[0].samples))  # similar lengths together: little padding
         for k in range(0, len(pieces), batch_size):
             chunk = pieces[k : k + batch_size]
-            texts = self.decode_windows([w.samples for w, _ in chunk], num_beams, max_new_tokens)
-            for (w, i), text in zip(chunk, texts):
-                w.segment.text = text
+            found = self.decode_windows(
+                [w.samples for w, _ in chunk], num_beams, max_new_tokens, hypotheses=words
+            )
+            for (w, i), result in zip(chunk, found):
+                self.fill(w, result)
                 left[i] -= 1
                 if left[i] == 0:
                     bar.update(1)

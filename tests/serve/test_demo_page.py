@@ -1,8 +1,10 @@
 """The demo page in a real browser: headless Chromium loads `/` from a real west-serve (tiny
 random model), a real recording is put on the file input, and the transcript the page shows
 must be the text the HTTP API returns for the same file (json and verbose_json, whose
-segments are listed too); a server error shows the server's message; and a recording from
-the (fake) microphone is sent as 16 kHz mono WAV whose transcript the page shows.
+segments are listed too); a server error shows the server's message; a recording from
+the (fake) microphone is sent as 16 kHz mono WAV whose transcript the page shows; and live
+mode streams the (fake) microphone over the realtime WebSocket, showing each utterance's
+partial text in grey, then its final text in black.
 
 Chromium is driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON
 messages ending in NUL on file descriptors 3 and 4), so the test needs nothing beyond the
@@ -12,6 +14,7 @@ system `chromium` package: no driver, no websocket client, no browser download.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import select
@@ -277,3 +280,81 @@ def test_recording_is_sent_as_16khz_wav(server, wav, tmp_path):
         assert shown.get("text") == expected, shown
     finally:
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def ctc_server(model_args, tmp_path_factory):
+    """A server for live mode: a seeded random model with a CTC branch (which gives the
+    partial texts)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from west.models.build import build_model
+
+    model_dir = tmp_path_factory.mktemp("ctc_model")
+    args = dataclasses.replace(model_args, ctc_conf={"weight": 1.0})
+    torch.manual_seed(0)
+    save_file(build_model(args).trainable_state_dict(), str(model_dir / "model.safetensors"))
+    args.save(model_dir)
+    yield from start_server(model_dir, tmp_path_factory.mktemp("serve_ctc") / "server.log")
+
+
+# The first line that shows a partial text, with its colour.
+PARTIAL_LINE = """(() => {
+  const line = [...document.querySelectorAll("#live-lines li.partial")]
+    .find((li) => li.textContent && li.textContent !== "…");
+  return line && {item: line.dataset.item, text: line.textContent,
+                  color: getComputedStyle(line).color};
+})()"""
+
+
+def final_line(item: str) -> str:
+    return f"""(() => {{
+  const line = document.querySelector('#live-lines li[data-item="{item}"].final');
+  return line && {{text: line.textContent, color: getComputedStyle(line).color}};
+}})()"""
+
+
+def test_live_mode_shows_partials_turning_into_finals(ctc_server, speech_dir, tmp_path):
+    """Chromium's fake microphone plays two sentences with pauses (looped); the page
+    streams it as 24 kHz PCM16 over v1/realtime and shows a grey partial line that turns
+    into a black final one, one line per utterance."""
+    pieces = []
+    for name in ("utt0.wav", "utt1.wav"):
+        x, sr = sf.read(speech_dir / name, dtype="float32")
+        pieces += [x, np.zeros(int(1.5 * sr), np.float32)]
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, np.concatenate(pieces), sr, subtype="PCM_16")
+    streams = ctc_server.metric("west_realtime_streams_total")
+    browser = start_browser(
+        tmp_path,
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}",
+    )
+    try:
+        load_page(browser, ctc_server)
+        browser.evaluate("document.getElementById('live-toggle').click()")
+        browser.wait_for(
+            "document.getElementById('live-status').textContent.startsWith('Listening')",
+            30,
+            "the microphone streaming",
+        )
+        partial = browser.wait_for(PARTIAL_LINE, 30, "a grey line with partial text")
+        final = browser.wait_for(final_line(partial["item"]), 30, "that line's final text")
+        assert final["text"] and final["color"] != partial["color"]
+        browser.evaluate("document.getElementById('live-toggle').click()")
+        browser.wait_for(
+            "document.getElementById('live-status').textContent === 'Stopped.'", 30, "stopping"
+        )
+        lines = browser.evaluate(
+            "[...document.querySelectorAll('#live-lines li')].map((li) => li.className)"
+        )
+        assert lines and set(lines) == {"final"}  # every utterance heard was finalised
+        counts = browser.evaluate("({...document.getElementById('live-lines').dataset})")
+        assert int(counts["partials"]) > 0 and int(counts["finals"]) == len(lines)
+        assert browser.evaluate("document.getElementById('error').hidden")
+    finally:
+        browser.close()
+    assert ctc_server.metric("west_realtime_streams_total") == streams + 1
+    assert ctc_server.metric("west_realtime_streams") == 0

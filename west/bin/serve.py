@@ -4,7 +4,9 @@
     curl http://127.0.0.1:8000/v1/audio/transcriptions -F file=@a.wav -F model=west
 
 POST /v1/audio/transcriptions takes OpenAI's multipart fields; GET /v1/models, /health,
-/metrics (Prometheus) and / (a demo page) are there too (west/serve/app.py). One worker
+/metrics (Prometheus) and / (a demo page) are there too (west/serve/app.py), and live
+transcription over a WebSocket, ws://HOST:PORT/v1/realtime?intent=transcription, in
+OpenAI's Realtime protocol (west/serve/realtime.py). One worker
 decodes the windows of all pending requests together: up to --max_batch_size, waiting at
 most --max_wait_ms for a batch to fill (--max_arrival_wait_ms while other uploads are still
 being read). SIGTERM (or Ctrl-C) answers the requests in flight,
@@ -64,6 +66,19 @@ def get_parser() -> argparse.ArgumentParser:
         "--max_upload_mb", type=float, default=50.0, help="largest request body; beyond, 413"
     )
     p.add_argument(
+        "--max_streams",
+        type=int,
+        default=64,
+        help="live (WebSocket) streams open at once; beyond, a new one gets an error and closes",
+    )
+    p.add_argument(
+        "--partial_interval_ms",
+        type=float,
+        default=320.0,
+        help="a live stream's partial text is re-decoded every this much new audio while a "
+        "person speaks (models with a CTC branch); 0: no partials",
+    )
+    p.add_argument(
         "--num_beams", type=int, help="beam size (1 = greedy) [default: the model's decode_conf]"
     )
     add_decoding_flags(p)
@@ -103,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         max_arrival_wait_ms=args.max_arrival_wait_ms,
         max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb,
+        max_streams=args.max_streams,
+        partial_interval_ms=args.partial_interval_ms,
     )
     # uvicorn handles SIGTERM and SIGINT: it stops accepting, answers the requests in
     # flight, then runs the app's shutdown (the decoding worker drains and stops). Then it

@@ -178,19 +178,28 @@ class CTCHead(nn.Module):
         """CTC prefix scores of these projected frames, for LLM token ids below `vocab` (the
         LLM's output size, which may exceed its input vocabulary)."""
         logits = self.logits(speech, embed)
-        device = speech.device
-        if self.spelling is not None:
-            labels = self.spelling.table(vocab, device)
-        else:
-            index = torch.full((vocab,), -1, dtype=torch.long, device=device)
-            if self.tokens is None:
-                index[: self.llm_vocab] = torch.arange(self.llm_vocab, device=device)
-            else:
-                index[: len(self.index)] = self.index
-            labels = index[:, None]
+        labels = self.token_labels(vocab, speech.device)
         # The best paths' tokens are always candidates.
         best_tokens = [self.best_path(row[: int(n)]) for row, n in zip(logits, lens)]
         return CTCPrefixScorer(logits.log_softmax(-1), lens, labels, stop_ids, best_tokens)
+
+    def token_labels(self, vocab: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """(vocab, K) long: the CTC labels of each LLM token id below `vocab`, padded with -1
+        (all -1: a token the branch cannot emit). K = 1 (the token's own label: full
+        vocabulary, or `vocab: train`'s index) unless the branch spells (`vocab: chars`:
+        `Spelling.table`). Joint decoding scores tokens by it, word alignment
+        (west.timestamps) aligns them by it."""
+        if self.spelling is not None:
+            return self.spelling.table(vocab, device)
+        device = self.blank.device if device is None else device
+        index = torch.full((vocab,), -1, dtype=torch.long, device=device)
+        if self.tokens is None:
+            n = min(vocab, self.llm_vocab)
+            index[:n] = torch.arange(n, device=device)
+        else:
+            n = min(vocab, len(self.index))
+            index[:n] = self.index[:n]
+        return index[:, None]
 
     def best_path(self, logits: torch.Tensor) -> list[int]:
         """One utterance's (N, V' + 1) logits -> the LLM token ids of its CTC best path

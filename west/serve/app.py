@@ -1,6 +1,6 @@
 """west-serve's HTTP routes: OpenAI's transcription endpoint over a dynamic batcher.
 
-Starlette (with uvicorn), not FastAPI: five routes and one multipart form need no
+Starlette (with uvicorn), not FastAPI: six routes and one multipart form need no
 request models or generated docs, and Starlette is the part of FastAPI that does the
 work, without pydantic in the request path. The errors follow OpenAI's shape,
 `{"error": {"message", "type", "param", "code"}}`, so OpenAI clients report them.
@@ -12,13 +12,15 @@ Routes:
   GET  /v1/models                the one model served
   GET  /health                   {"status": "ok", ...} while the server answers
   GET  /metrics                  Prometheus text (west.serve.metrics)
+  WS   /v1/realtime               live transcription, OpenAI's Realtime transcription
+                                 protocol (?intent=transcription; west.serve.realtime)
   GET  /                         the demo page (static/index.html)
 
 The model's prompt is fixed by its training and its decoding is deterministic, so
 `prompt`, `language` and `temperature` are checked and then have no effect (`language` is
 echoed in verbose_json); any `model` name is accepted (clients send `whisper-1`).
-Uploads are decoded (any wav/flac that west.data.audio.load_audio reads) in a thread pool,
-outside the model's worker.
+Uploads are decoded (any audio or video file that west.data.audio.load_audio reads) in a
+thread pool, outside the model's worker.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ from west.data.audio import AudioError, load_audio
 from west.serve.batcher import Batcher, QueueFull
 from west.serve.formats import FORMATS, render
 from west.serve.metrics import Metrics
+from west.serve.realtime import realtime_route
 from west.transcriber import Transcriber
 
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-GRANULARITIES = ("segment",)  # word timestamps are not produced
+GRANULARITIES = ("segment", "word")  # word: a model with a CTC branch only
 
 
 @dataclasses.dataclass
@@ -63,6 +66,8 @@ class ServeSettings:
     max_arrival_wait_ms: float = 250.0  # the wait while other requests' uploads are read
     max_queue: int = 256  # windows queued; also requests in flight (uploading or waiting)
     max_upload_mb: float = 50.0  # the whole request body
+    max_streams: int = 64  # realtime WebSocket streams open at once
+    partial_interval_ms: float = 320.0  # a stream's partial text every this much audio
 
 
 class ApiError(Exception):
@@ -167,12 +172,16 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
                 "invalid_value",
                 "response_format",
             )
-        _check_options(form)
+        _check_options(form, transcriber)
         name = upload.filename or "file"
         data = await upload.read()
         audio = await run_in_threadpool(decode_upload, data, name)
         try:
-            job = batcher.submit(audio)
+            # Word times for word granularity, and for subtitles cut at words.
+            words = transcriber.has_word_timestamps and (
+                _wants_words(form) or response_format in ("srt", "vtt")
+            )
+            job = batcher.submit(audio, words=words)
         except QueueFull as e:
             raise ApiError(
                 503, str(e), "server_busy", headers={"Retry-After": str(e.retry_after)}
@@ -200,6 +209,7 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
             job.segments,
             job.duration,
             str(language) if language else None,
+            words=_wants_words(form),
         )
         return Response(body, media_type=media_type)
 
@@ -271,14 +281,16 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics_text, methods=["GET"]),
             Route("/", index, methods=["GET"]),
+            realtime_route(batcher, metrics, settings),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
 
 
-def _check_options(form) -> None:
-    """OpenAI's optional fields that WeST checks but cannot honour otherwise."""
+def _check_options(form, transcriber: Transcriber | None = None) -> None:
+    """OpenAI's optional fields that WeST checks but cannot honour otherwise; word
+    timestamps only from a `transcriber` whose model has a CTC branch."""
     temperature = form.get("temperature")
     if temperature not in (None, ""):
         try:
@@ -297,7 +309,15 @@ def _check_options(form) -> None:
             if value not in GRANULARITIES:
                 raise ApiError(
                     400,
-                    f"{key} {value!r}: only segment timestamps are produced (verbose_json)",
+                    f"{key} {value!r}: expected one of {', '.join(GRANULARITIES)}",
+                    "invalid_value",
+                    key,
+                )
+            if value == "word" and transcriber is not None and not transcriber.has_word_timestamps:
+                raise ApiError(
+                    400,
+                    f"{key} {value!r}: this model has no CTC branch, so it has only segment "
+                    "times; ask for timestamp_granularities[]=segment",
                     "invalid_value",
                     key,
                 )
@@ -307,12 +327,21 @@ def _check_options(form) -> None:
         )
 
 
+def _wants_words(form) -> bool:
+    """Whether the request asks for word timestamps (verbose_json's `words`)."""
+    keys = ("timestamp_granularities[]", "timestamp_granularities")
+    return any(value == "word" for key in keys for value in form.getlist(key))
+
+
 def decode_upload(data: bytes, name: str):
     """An upload's bytes -> (T,) float32 16 kHz samples; ApiError 400 naming `name` and the
     problem (empty, not audio or an unsupported format, silent)."""
     if not data:
         raise ApiError(
-            400, f"{name}: empty file (0 bytes); expected wav or flac audio", "empty_file", "file"
+            400,
+            f"{name}: empty file (0 bytes); expected an audio or video file",
+            "empty_file",
+            "file",
         )
     # load_audio reads paths: the upload goes to a temporary file, with its suffix.
     suffix = Path(name).suffix if len(Path(name).suffix) <= 10 else ""

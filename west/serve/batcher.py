@@ -17,6 +17,15 @@ The queue holds at most `max_queue` windows: `submit` refuses more (QueueFull), 
 stays bounded under overload. A request whose client went away is cancelled; its windows
 still queued are dropped when the worker reaches them.
 
+Live streams (west.serve.realtime) use the same worker: an utterance's final text is a
+window like any other (`submit`), decoded in the same batches as uploads' windows; its
+partial texts are CTC-only jobs (`submit_partial`, `Transcriber.partial_texts`), decoded
+in batches of their own. Partials must not starve the rest: the worker decodes the
+pending partials while a batch of windows is still filling (its `max_wait_ms` not yet
+spent), and otherwise one batch of windows, then one of partials, in turn; a stream
+cancels its partial's future when it asks for a newer one, and the worker drops cancelled
+ones, so at most one partial per stream waits.
+
 Why a thread, not an asyncio task: decoding is seconds of blocking torch work, which must
 not stall the event loop that reads uploads and answers /health.
 """
@@ -62,6 +71,7 @@ class Job:
     future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
     left: int = 0  # windows still to decode
     cancelled: bool = False
+    words: bool = False  # word timestamps wanted (a model with a CTC branch)
 
     @property
     def segments(self) -> list[Segment]:
@@ -98,8 +108,12 @@ class Batcher:
         self.max_queue = max_queue
         self.metrics = metrics or Metrics()
         self._queue: collections.deque[tuple[Job, Window, float]] = collections.deque()
+        self._partials: collections.deque[tuple[np.ndarray, concurrent.futures.Future]] = (
+            collections.deque()
+        )
         self._cond = threading.Condition()
         self._closing = False
+        self._windows_last = False  # the last batch was of windows: partials go next
         self._batch_seconds = 1.0  # running mean of a batch's decoding time, for Retry-After
         self._thread = threading.Thread(target=self._run, name="west-decoder", daemon=True)
 
@@ -120,11 +134,12 @@ class Batcher:
                 self._arriving -= 1
                 self._cond.notify()
 
-    def submit(self, audio: np.ndarray) -> Job:
-        """Queue (T,) 16 kHz `audio`'s windows; raises QueueFull when they do not fit."""
+    def submit(self, audio: np.ndarray, words: bool = False) -> Job:
+        """Queue (T,) 16 kHz `audio`'s windows; raises QueueFull when they do not fit.
+        With `words`, its Segments get word timestamps (Transcriber.fill)."""
         windows = self.transcriber.windows(audio)
         todo = [w for w in windows if not w.silent]
-        job = Job(windows, len(audio) / SAMPLE_RATE, left=len(todo))
+        job = Job(windows, len(audio) / SAMPLE_RATE, left=len(todo), words=words)
         with self._cond:
             if self._closing:
                 raise RuntimeError("the decoding worker is shutting down")
@@ -140,6 +155,17 @@ class Batcher:
             job.future.set_result(job)
         return job
 
+    def submit_partial(self, audio: np.ndarray) -> concurrent.futures.Future:
+        """Queue a partial text (the CTC branch's best path) of (T,) 16 kHz `audio`, at most
+        one window long: a Future of the text. Cancel the Future to drop the job."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the decoding worker is shutting down")
+            self._partials.append((audio, future))
+            self._cond.notify()
+        return future
+
     def cancel(self, job: Job) -> None:
         """Forget `job` (its client is gone): its queued windows will not be decoded."""
         with self._cond:
@@ -152,13 +178,20 @@ class Batcher:
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join()
+        with self._cond:
+            for _, future in self._partials:
+                future.cancel()
+            self._partials.clear()
 
     def _next_batch(self) -> list[tuple[Job, Window]] | None:
         """The next windows to decode (None: closing and nothing left), waiting as the
-        module docstring says."""
+        module docstring says; [] when it is the pending partials' turn."""
         with self._cond:
-            while not self._queue and not self._closing:
+            while not self._queue and not self._partials and not self._closing:
                 self._cond.wait()
+            if self._partials and not self._closing and (self._windows_last or not self._queue):
+                self._windows_last = False
+                return []
             if not self._queue:
                 return None
             first = self._queue[0][2]
@@ -167,6 +200,8 @@ class Batcher:
                 left = first + wait - time.monotonic()
                 if left <= 0:
                     break
+                if self._partials and not self._closing:
+                    return []  # decode them while this batch fills
                 self._cond.wait(left)
             batch, dropped = [], 0
             while self._queue and len(batch) < self.max_batch_size:
@@ -176,16 +211,21 @@ class Batcher:
                 else:
                     batch.append((job, window))
             self.metrics.batch_decoded(len(batch), dropped)
+            self._windows_last = True
             return batch
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
-            if not batch:
-                continue  # only cancelled windows were left
+            if not batch:  # the partials' turn (or only cancelled windows were left)
+                self._decode_partials()
+                continue
             start = time.perf_counter()
             batch.sort(key=lambda p: -len(p[1].samples))  # similar lengths: little padding
+            words = any(job.words for job, _ in batch)  # CTC posteriors only when asked for
             try:
-                texts = self.transcriber.decode_windows([w.samples for _, w in batch])
+                texts = self.transcriber.decode_windows(
+                    [w.samples for _, w in batch], hypotheses=words
+                )
             except Exception as e:  # a failing batch fails its requests, not the server
                 logger.exception("decoding a batch of %d windows failed", len(batch))
                 for job in {job for job, _ in batch}:
@@ -194,8 +234,36 @@ class Batcher:
                 continue
             self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * (time.perf_counter() - start)
             for (job, window), text in zip(batch, texts):
-                window.segment.text = text
+                # its text, and its words if asked for
+                self.transcriber.fill(window, text if job.words else getattr(text, "text", text))
                 job.left -= 1
                 if job.left == 0 and not job.future.done():
                     self.metrics.transcribed(job.duration)
                     job.future.set_result(job)
+
+    def _decode_partials(self) -> None:
+        """Decode up to `max_batch_size` pending partials (cancelled ones dropped) as one
+        batch; a failure fails those partials only."""
+        with self._cond:
+            batch, dropped = [], 0
+            while self._partials and len(batch) < self.max_batch_size:
+                audio, future = self._partials.popleft()
+                if future.set_running_or_notify_cancel():
+                    batch.append((audio, future))
+                else:
+                    dropped += 1
+        if not batch:
+            if dropped:
+                self.metrics.partials_decoded(0, dropped)
+            return
+        self.metrics.partials_decoded(len(batch), dropped)
+        batch.sort(key=lambda p: -len(p[0]))
+        try:
+            texts = self.transcriber.partial_texts([audio for audio, _ in batch])
+        except Exception as e:
+            logger.exception("decoding a batch of %d partials failed", len(batch))
+            for _, future in batch:
+                future.set_exception(e)
+            return
+        for (_, future), text in zip(batch, texts):
+            future.set_result(text)

@@ -3,7 +3,12 @@
 verbose_json's segments are the windows the recording was cut into at pauses (one for
 audio up to 28 s), with OpenAI's segment keys; WeST does not compute the per-segment
 `avg_logprob`, `compression_ratio` and `no_speech_prob`, so those keys are left out
-rather than filled with made-up numbers, and `tokens` is empty.
+rather than filled with made-up numbers, and `tokens` is empty. With word timestamps
+asked for (`timestamp_granularities[]=word`; a model with a CTC branch), verbose_json also
+has OpenAI's top-level `words`: word, start, end, and WeST's `confidence` (0-1).
+
+srt and vtt cues are the words cut into readable subtitles when the segments are timed
+word by word, else the segments (west.subtitles.cues).
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from west.subtitles import cues, srt, timestamp, vtt
 from west.transcriber import Segment
 
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
+__all__ = ["FORMATS", "render", "timestamp"]
 
 
 def render(
@@ -22,8 +29,10 @@ def render(
     segments: Sequence[Segment],
     duration: float,
     language: str | None = None,
+    words: bool = False,
 ) -> tuple[str, str]:
-    """(body, media type) of one transcript in `response_format` (one of FORMATS)."""
+    """(body, media type) of one transcript in `response_format` (one of FORMATS);
+    `words`: verbose_json lists the words (ValueError if a spoken segment has none)."""
     spoken = [s for s in segments if s.text]  # silent windows say nothing
     if response_format == "json":
         return json.dumps({"text": text}, ensure_ascii=False), "application/json"
@@ -48,23 +57,22 @@ def render(
                 for i, s in enumerate(spoken)
             ],
         }
+        if words:
+            if any(s.words is None for s in spoken):
+                raise ValueError("word timestamps asked for, but the segments have no words")
+            body["words"] = [
+                {
+                    "word": w.word,
+                    "start": round(w.start, 3),
+                    "end": round(w.end, 3),
+                    "confidence": round(w.confidence, 3),
+                }
+                for s in spoken
+                for w in s.words
+            ]
         return json.dumps(body, ensure_ascii=False), "application/json"
     if response_format == "srt":
-        cues = [
-            f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{s.text}\n"
-            for i, s in enumerate(spoken, 1)
-        ]
-        return "\n".join(cues), "text/plain; charset=utf-8"
+        return srt(cues(segments, duration)), "text/plain; charset=utf-8"
     if response_format == "vtt":
-        cues = [f"{timestamp(s.start)} --> {timestamp(s.end)}\n{s.text}\n" for s in spoken]
-        return "\n".join(["WEBVTT\n", *cues]), "text/vtt; charset=utf-8"
+        return vtt(cues(segments, duration)), "text/vtt; charset=utf-8"
     raise ValueError(f"response_format {response_format!r}: expected one of {FORMATS}")
-
-
-def timestamp(seconds: float, decimal: str = ".") -> str:
-    """HH:MM:SS.mmm (vtt) or HH:MM:SS,mmm (srt)."""
-    ms = round(seconds * 1000)
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{decimal}{ms:03d}"

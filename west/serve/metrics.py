@@ -1,7 +1,9 @@
 """The server's counters, written in Prometheus' text format (`GET /metrics`).
 
-A dozen numbers do not need the prometheus_client package: counters, two gauges and two
-histograms under one lock, rendered by hand (text format 0.0.4).
+A dozen numbers do not need the prometheus_client package: counters, three gauges and two
+histograms under one lock, rendered by hand (text format 0.0.4). The realtime (WebSocket)
+streams add the streams open and opened, the events sent to them by type, their errors by
+code, and the partial texts decoded or dropped as stale.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class Metrics:
         self.audio_seconds = 0.0  # of audio transcribed
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.latency = Histogram(LATENCY_BUCKETS)
+        self.streams_open = 0  # realtime WebSocket streams connected now
+        self.streams = 0  # realtime streams accepted since the start
+        self.stream_events: Counter[str] = Counter()  # server events sent to streams, by type
+        self.stream_errors: Counter[str] = Counter()  # error events sent, by code
+        self.partials: Counter[str] = Counter()  # partial texts: decoded, dropped (stale)
 
     def request_started(self) -> None:
         with self._lock:
@@ -94,6 +101,28 @@ class Metrics:
         with self._lock:
             self.audio_seconds += seconds
 
+    def stream_opened(self) -> None:
+        with self._lock:
+            self.streams_open += 1
+            self.streams += 1
+
+    def stream_closed(self) -> None:
+        with self._lock:
+            self.streams_open -= 1
+
+    def stream_event(self, kind: str, error_code: str | None = None) -> None:
+        """A server event of type `kind` sent to a stream (an `error` with its code)."""
+        with self._lock:
+            self.stream_events[kind] += 1
+            if error_code:
+                self.stream_errors[error_code] += 1
+
+    def partials_decoded(self, decoded: int, dropped: int = 0) -> None:
+        """`decoded` partial texts decoded as a batch; `dropped` ones cancelled as stale."""
+        with self._lock:
+            self.partials["decoded"] += decoded
+            self.partials["dropped"] += dropped
+
     def render(self) -> str:
         """The Prometheus text exposition of every metric."""
         with self._lock:
@@ -125,5 +154,30 @@ class Metrics:
                 "# HELP west_request_seconds Time from upload to answer of successful requests.",
                 "# TYPE west_request_seconds histogram",
                 *self.latency.lines("west_request_seconds"),
+                "# HELP west_realtime_streams Realtime (WebSocket) streams open.",
+                "# TYPE west_realtime_streams gauge",
+                f"west_realtime_streams {self.streams_open}",
+                "# HELP west_realtime_streams_total Realtime streams accepted.",
+                "# TYPE west_realtime_streams_total counter",
+                f"west_realtime_streams_total {self.streams}",
+                "# HELP west_realtime_events_total Events sent to realtime streams, by type.",
+                "# TYPE west_realtime_events_total counter",
+                *(
+                    f'west_realtime_events_total{{type="{k}"}} {n}'
+                    for k, n in sorted(self.stream_events.items())
+                ),
+                "# HELP west_realtime_errors_total Error events sent to streams, by code.",
+                "# TYPE west_realtime_errors_total counter",
+                *(
+                    f'west_realtime_errors_total{{code="{k}"}} {n}'
+                    for k, n in sorted(self.stream_errors.items())
+                ),
+                "# HELP west_partials_total Partial texts for streams: decoded, or dropped "
+                "as stale.",
+                "# TYPE west_partials_total counter",
+                *(
+                    f'west_partials_total{{outcome="{k}"}} {n}'
+                    for k, n in sorted(self.partials.items())
+                ),
             ]
         return "\n".join(out) + "\n"
