@@ -65,3 +65,26 @@ def test_waits_for_requests_still_arriving(transcriber, audios, arrival_wait_ms)
         # behind a batch being decoded).
         assert batches > 1
     assert texts == alone
+
+
+def test_words_only_for_the_requests_that_ask(model_args, speech_dir, audios, tmp_path):
+    """A CTC model's windows are aligned for a request that wants word times, not for the
+    one beside it in the same batch, whose text is the same either way."""
+    from ctc_models import write_ctc_model_dir
+
+    texts = (speech_dir / "text").read_text().splitlines()
+    model_dir = write_ctc_model_dir(
+        model_args, tmp_path / "ctc", [t.split(" ", 1)[1] for t in texts]
+    )
+    ctc = west.load(model_dir, device="cpu", max_new_tokens=6, ctc_weight=0.0)
+    batcher = Batcher(ctc, max_batch_size=16, max_wait_ms=500).start()
+    try:
+        plain, timed = batcher.submit(audios[0]), batcher.submit(audios[0], words=True)
+        plain.future.result(timeout=300)
+        timed.future.result(timeout=300)
+    finally:
+        batcher.close()
+    assert batcher.metrics.batch_sizes.count == 1  # decoded together
+    assert plain.text == timed.text == ctc.transcribe(audios[0], SAMPLE_RATE)
+    assert all(s.words is None for s in plain.segments)
+    assert [w.word for s in timed.segments for w in s.words] == timed.text.split()
