@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "examples" / "mini" / "local"))
 
 from voices import available_voices, speak_any  # noqa: E402
 
-from west.data.audio import SAMPLE_RATE, prepare_audio  # noqa: E402
+from west.data.audio import SAMPLE_RATE, load_audio, prepare_audio  # noqa: E402
 from west.scoring.align import CORRECT, align  # noqa: E402
 from west.scoring.normalize import get_normalizer  # noqa: E402
 
@@ -97,7 +97,7 @@ def west_words(model, path: Path) -> list[tuple[str, float, float]]:
 
 def whisper_words(model, path: Path, beam: int) -> list[tuple[str, float, float]]:
     result = model.transcribe(
-        str(path),
+        load_audio(path),  # an array: openai-whisper would read a path with the ffmpeg CLI
         language="en",
         word_timestamps=True,
         beam_size=beam if beam > 1 else None,
