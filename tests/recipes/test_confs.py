@@ -208,7 +208,26 @@ def test_decode_settings_are_west_recognize_flags(conf):
     )
     args = parser.parse_args(argv)
     for key, value in read_config(conf)["decode"].items():
+        if key == "num_beams" and not isinstance(value, list):
+            value = [value]  # west-recognize takes a list of beam sizes
         assert getattr(args, key) == value, key
+
+
+@pytest.mark.parametrize("conf", [c for c in CONFS if "decode" in read_config(c)], ids=name)
+def test_the_model_part_of_decode_settings_is_saved_with_the_model(conf, tmp_path):
+    """west-train saves the decode: keys that describe how the model decodes (decode_conf),
+    so the model decodes outside its recipe as inside."""
+    from west.config import DecodeConf
+
+    argv = ["--config", str(conf), "--output_dir", str(tmp_path), "--bf16", "False"]
+    model_args, *_ = parse_args([*argv, "--deepspeed", ""])
+    decode = read_config(conf)["decode"]
+    for field in dataclasses.fields(DecodeConf):
+        if field.name in decode:
+            value = decode[field.name]
+            assert model_args.decode_conf[field.name] == (
+                max(value) if isinstance(value, list) else value
+            ), field.name
 
 
 @pytest.mark.parametrize("conf", REFERENCE_CONFS[:1], ids=name)
