@@ -17,8 +17,8 @@ of silence. Then:
    the share of words a partial ever showed, the latency from the end of an utterance's
    speech to its final text (p50, p95, max), and whether every final came;
 3. the finals of one stream joined, beside `west.load(...).transcribe` of the same file
-   (what west-transcribe writes): WER of each against the sentences, and of one against the
-   other.
+   (what west-transcribe writes), with its default windows and with `segmentation="vad"`
+   (`--segmentation vad`): WER of each against the sentences, and of the finals against each.
 """
 
 from __future__ import annotations
@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import west
     from west.streaming import Final, Stream
+    from west.transcriber import Transcriber
 
     normalize = get_normalizer("english")
     samples, path, utts = build_recording(
@@ -193,10 +194,12 @@ def main(argv: list[str] | None = None) -> None:
     figures["api_rtf"] = rtf
     print(f"Python API: RTF {rtf:.3f} (partials and finals), {len(api_finals)} finals", flush=True)
 
-    # 3. offline, as west-transcribe decodes the file
+    # 3. offline, as west-transcribe decodes the file: windows of at most 28 s cut at pauses
+    # (the default), and utterances cut by the VAD as live (--segmentation vad)
     start = time.perf_counter()
     offline = transcriber.transcribe(str(path))
     figures["offline_rtf"] = (time.perf_counter() - start) / audio_s
+    vad = Transcriber(transcriber.model, segmentation="vad").transcribe(str(path))
     del transcriber
 
     # 2. the server, N streams at once
@@ -241,18 +244,18 @@ def main(argv: list[str] | None = None) -> None:
 
     refs = {"all": " ".join(s for s, _, _ in utts)}
     streamed = " ".join(stream_finals.get(k, "") for k in range(len(utts)))
+    hyps = {"streamed": streamed, "api": " ".join(api_finals), "offline": offline, "vad": vad}
     wer = {
         name: summarize(score_utterances(refs, {"all": hyp}, str.split, normalize)).wer
-        for name, hyp in (
-            ("streamed", streamed),
-            ("offline", offline),
-            ("api", " ".join(api_finals)),
-        )
+        for name, hyp in hyps.items()
     }
-    between = summarize(
-        score_utterances({"all": offline}, {"all": streamed}, str.split, normalize)
-    ).wer
-    figures.update(wer=wer, streamed_vs_offline=between, streamed=streamed, offline=offline)
+    between = {
+        name: summarize(
+            score_utterances({"all": hyps[name]}, {"all": streamed}, str.split, normalize)
+        ).wer
+        for name in ("offline", "vad")
+    }
+    figures.update(wer=wer, streamed_vs_offline=between, texts=hyps)
 
     print("\n| streams at once | word end -> first partial showing it, p50 / p95 (s) | words "
           "shown in a partial | speech end -> final, p50 / p95 / max (s) | finals |")  # fmt: skip
@@ -266,8 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"\nRTF: streaming (Python API, partials included) {rtf:.3f}, offline "
         f"{figures['offline_rtf']:.3f}. WER against the sentences: streamed finals "
-        f"{wer['streamed']:.2f}, Python API finals {wer['api']:.2f}, offline (west-transcribe) "
-        f"{wer['offline']:.2f}; streamed against offline: {between:.2f}"
+        f"{wer['streamed']:.2f}, Python API finals {wer['api']:.2f}, west-transcribe "
+        f"{wer['offline']:.2f}, west-transcribe --segmentation vad {wer['vad']:.2f}. Streamed "
+        f"finals against west-transcribe: {between['offline']:.2f}, against "
+        f"--segmentation vad: {between['vad']:.2f}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

@@ -140,6 +140,21 @@ def _finals(events):
     return [e for e in events if isinstance(e, Final)]
 
 
+def test_offline_vad_segmentation_gives_the_live_finals(ctc_transcriber, recording, events_100ms):
+    """A whole recording transcribed offline with segmentation "vad" is cut and decoded as
+    the live stream was: the same utterances, times and texts as its finals."""
+    audio, _ = recording
+    offline = Transcriber(ctc_transcriber.model, max_new_tokens=6, segmentation="vad")
+    segments = offline.transcribe(at_16k(audio), 16000, return_segments=True)
+    finals = _finals(events_100ms)
+    assert len(finals) == len(recording[1])
+    assert [(s.start, s.end, s.text) for s in segments] == [
+        (f.start, f.end, f.text) for f in finals
+    ]
+    # The default cuts differently (windows covering everything); both hold the speech.
+    assert len(ctc_transcriber.windows(at_16k(audio))) == 1
+
+
 def test_same_finals_whatever_the_chunks(ctc_transcriber, recording, events_100ms):
     audio, _ = recording
     one_second = list(Stream(ctc_transcriber).run(chunks(audio, 1.0), RATE))

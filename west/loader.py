@@ -152,12 +152,15 @@ def load(
     engine: str | None = None,
     ctc_weight: float | None = None,
     max_tokens_per_second: float | None = None,
+    segmentation: str = "pauses",
     **overrides,
 ) -> Transcriber:
     """A Transcriber for a checkpoint or exported folder (west_config.json + model.safetensors).
 
     Decoding settings left as None are the model's own `decode_conf` (the recipe's
-    decoding, saved by west-train; west.config.DecodeConf). `overrides` replace saved
+    decoding, saved by west-train; west.config.DecodeConf). `segmentation`: how long
+    recordings are cut (Transcriber.windows): "pauses" (windows of at most 28 s) or "vad"
+    (utterances, as live transcription cuts them). `overrides` replace saved
     configuration fields, e.g. `llm_model_name_or_path=` when the LLM lives elsewhere on
     this machine.
     """
@@ -181,6 +184,7 @@ def load(
         engine=engine,
         ctc_weight=ctc_weight,
         max_tokens_per_second=max_tokens_per_second,
+        segmentation=segmentation,
     )
     d = transcriber.decoding
     logger.info(

@@ -42,6 +42,9 @@ from west.timestamps import Word, word_timestamps
 logger = logging.getLogger(__name__)
 
 
+SEGMENTATIONS = ("pauses", "vad")  # how a recording is cut into windows (Transcriber.windows)
+
+
 @dataclasses.dataclass
 class Segment:
     """A piece of a recording decoded on its own: times in seconds from its start. `words`:
@@ -127,7 +130,11 @@ class Transcriber:
         engine: str | None = None,
         ctc_weight: float | None = None,
         max_tokens_per_second: float | None = None,
+        segmentation: str = "pauses",
     ):
+        if segmentation not in SEGMENTATIONS:
+            raise ValueError(f"segmentation {segmentation!r}: expected one of {SEGMENTATIONS}")
+        self.segmentation = segmentation
         self.model = model
         self.decoding = model.config.decode.resolve(
             model.ctc is not None,
@@ -169,8 +176,30 @@ class Transcriber:
         )
 
     def windows(self, audio: np.ndarray) -> list[Window]:
-        """(T,) 16 kHz `audio` cut into this Transcriber's windows (see cut_windows)."""
+        """(T,) 16 kHz `audio` cut into this Transcriber's windows: at pauses into windows of
+        at most `max_window_seconds` that cover it all (`segmentation` "pauses", see
+        cut_windows), or into utterances where a person pauses, as live transcription cuts
+        them (`segmentation` "vad", see utterances)."""
+        if self.segmentation == "vad":
+            return self.utterances(audio)
         return cut_windows(audio, self.max_window_seconds, self.search_seconds)
+
+    def utterances(self, audio: np.ndarray) -> list[Window]:
+        """(T,) 16 kHz `audio` cut into utterances exactly as west.streaming.Stream cuts a
+        live stream (Silero VAD; at most `max_window_seconds` each): decoded with
+        decode_windows, they give the texts a live stream's finals give. The audio between
+        utterances is left out; a burst too short to be speech is a silent window."""
+        from west.streaming import Final, Stream
+
+        stream = Stream(self, decode=lambda samples: "speech", partial=False)
+        windows = []
+        for e in stream.feed(audio, SAMPLE_RATE) + stream.close():
+            if isinstance(e, Final):
+                a, b = round(e.start * SAMPLE_RATE), round(e.end * SAMPLE_RATE)
+                samples = audio[a:b]
+                silent = e.text == "" or not samples.size or np.abs(samples).max() < SILENCE_PEAK
+                windows.append(Window(Segment(e.start, e.end, ""), samples, bool(silent)))
+        return windows
 
     def decode_windows(
         self,

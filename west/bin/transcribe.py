@@ -48,6 +48,7 @@ from west.data.dataset import DataError
 from west.data.inputs import AudioInput, find_inputs
 from west.loader import load
 from west.subtitles import FORMATS, record, write
+from west.transcriber import SEGMENTATIONS
 
 logger = logging.getLogger("west.transcribe")
 
@@ -81,6 +82,14 @@ def get_parser() -> argparse.ArgumentParser:
     )
     add_decoding_flags(p)
     p.add_argument("--batch_size", type=int, default=8, help="windows decoded together")
+    p.add_argument(
+        "--segmentation",
+        default="pauses",
+        choices=SEGMENTATIONS,
+        help="how long recordings are cut: pauses (windows of at most 28 s covering it all, "
+        "cut at the quietest point) or vad (utterances, cut where a person pauses, exactly as "
+        "live transcription cuts them: the same texts as a live stream's finals)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument(
@@ -134,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             engine=args.engine,
             ctc_weight=args.ctc_weight,
             max_tokens_per_second=args.max_tokens_per_second,
+            segmentation=args.segmentation,
             llm_model_name_or_path=args.llm_model_name_or_path,
             whisper_model_name_or_path=args.whisper_model_name_or_path,
         )
