@@ -31,8 +31,7 @@ import soundfile as sf
 import torch
 
 import west
-from west.data.audio import SAMPLE_RATE, load_audio, log_mel
-from west.data.batching import collate
+from west.data.audio import SAMPLE_RATE, load_audio
 from west.scoring.normalize import get_normalizer
 from west.scoring.wer import score_utterances, summarize
 
@@ -72,18 +71,11 @@ def most_copies(text: str, min_words: int = 3, max_words: int = 30) -> int:
 
 def decode(transcriber, audio: np.ndarray, batch_size: int, **settings) -> str:
     """`audio` cut into the Transcriber's windows, decoded with `settings`, texts joined."""
-    model = transcriber.model
     windows = [w for w in transcriber.windows(audio) if not w.silent]
     texts = []
     for k in range(0, len(windows), batch_size):
-        chunk = windows[k : k + batch_size]
-        batch = collate(
-            [
-                {"key": i, "mel": log_mel(w.samples, model.encoder.n_mels, model.config.pad_to_30s)}
-                for i, w in enumerate(chunk)
-            ]
-        )
-        texts += model.generate(mel=batch["mel"], mel_lens=batch["mel_lens"], **settings)
+        mel, lens = transcriber.features([w.samples for w in windows[k : k + batch_size]])
+        texts += transcriber.model.generate(mel=mel, mel_lens=lens, **settings)
     return " ".join(" ".join(t.split()) for t in texts if t.strip())
 
 

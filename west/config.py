@@ -51,6 +51,21 @@ def known_keys(name: str, cls: type, conf: dict[str, Any]) -> dict[str, Any]:
     return dict(conf)
 
 
+def as_numbers(
+    name: str, conf: dict[str, Any], keys: tuple[str, ...], nullable: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Block `name`'s mapping with the values of `keys` it holds as floats (None stays None
+    for the `nullable` keys): ValueError naming the block and key for one that is not a
+    number."""
+    for key in keys:
+        if key in conf and not (conf[key] is None and key in nullable):
+            try:
+                conf[key] = float(conf[key])
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: {key} must be a number, got {conf[key]!r}") from None
+    return conf
+
+
 @dataclass(frozen=True)
 class CTCConf:
     """The CTC branch (`ctc_conf`).
@@ -84,13 +99,7 @@ class CTCConf:
     @classmethod
     def from_mapping(cls, conf: dict[str, Any]) -> CTCConf:
         conf = known_keys("ctc_conf", cls, conf)
-        if "weight" in conf:
-            try:
-                conf["weight"] = float(conf["weight"])
-            except (TypeError, ValueError):
-                msg = f"ctc_conf: weight must be a number, got {conf['weight']!r}"
-                raise ValueError(msg) from None
-        return cls(**conf)
+        return cls(**as_numbers("ctc_conf", conf, ("weight",)))
 
 
 @dataclass(frozen=True)
@@ -170,15 +179,8 @@ class DecodeConf:
         beams = conf.get("num_beams")
         if isinstance(beams, list):  # a recipe's beam sweep: the model decodes with its widest
             conf["num_beams"] = max(beams)
-        for key, kind in (("ctc_weight", float), ("max_tokens_per_second", float)):
-            if conf.get(key) is not None:
-                try:
-                    conf[key] = kind(conf[key])
-                except (TypeError, ValueError):
-                    raise ValueError(
-                        f"decode_conf: {key} must be a number, got {conf[key]!r}"
-                    ) from None
-        return cls(**conf)
+        numbers = ("ctc_weight", "max_tokens_per_second")
+        return cls(**as_numbers("decode_conf", conf, numbers, nullable=("ctc_weight",)))
 
     def resolve(self, has_ctc: bool, **overrides) -> DecodeConf:
         """These settings with `overrides` (None: keep) applied and ctc_weight decided."""

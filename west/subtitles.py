@@ -234,7 +234,9 @@ def txt(segments: Sequence[Segment]) -> str:
     return "".join(f"{s.text}\n" for s in segments if s.text)
 
 
-def _word_record(w: Word) -> dict:
+def word_record(w: Word) -> dict:
+    """One word as the json format and verbose_json's `words` give it: word, start, end,
+    confidence, to the millisecond (and thousandth)."""
     return {
         "word": w.word,
         "start": round(w.start, 3),
@@ -251,7 +253,7 @@ def record(text: str, segments: Sequence[Segment], duration: float) -> dict:
             continue
         item = {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
         if s.words is not None:
-            item["words"] = [_word_record(w) for w in s.words]
+            item["words"] = [word_record(w) for w in s.words]
         out.append(item)
     return {"text": text, "duration": round(duration, 3), "segments": out}
 

@@ -35,7 +35,6 @@ from west.data.audio import (
 )
 from west.data.batching import collate
 from west.data.segment import split_points
-from west.distributed import full_shape
 from west.models.speech_llm import Hypothesis, SpeechLLM
 from west.timestamps import Word, word_timestamps
 
@@ -212,7 +211,7 @@ class Transcriber:
         long, as one batch; one text per array, whitespace collapsed (with `hypotheses`, a
         west.models.speech_llm.Hypothesis: tokens and CTC posteriors too). The batched
         search gives each array the text it would get alone."""
-        mel, mel_lens = self._features(samples)
+        mel, mel_lens = self.features(samples)
         found = self.model.generate(
             mel=mel,
             mel_lens=mel_lens,
@@ -283,18 +282,16 @@ class Transcriber:
     def _token_labels(self) -> torch.Tensor:
         """(V, K): the CTC branch's labels of every LLM token id (CTCHead.token_labels), for
         the same V as joint decoding asks for, so a spelling branch builds its table once."""
-        m = self.model
-        vocab = max(full_shape(m.llm.get_output_embeddings().weight)[0], m.llm_vocab)
-        return m.ctc.token_labels(vocab)
+        return self.model.ctc.token_labels(self.model.output_vocab)
 
     def partial_texts(self, samples: Sequence[np.ndarray]) -> list[str]:
         """The CTC branch's best path for each (T_i,) 16 kHz array, decoded as one batch:
         no LLM pass, so cheap enough to run while a person speaks (streaming's partial text).
         ValueError for a model without a CTC branch."""
-        mel, mel_lens = self._features(samples)
+        mel, mel_lens = self.features(samples)
         return [" ".join(t.split()) for t in self.model.ctc_texts(mel=mel, mel_lens=mel_lens)]
 
-    def _features(self, samples: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, samples: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, n_mels, T) log-mel features of the arrays, zero-padded, on the model's device;
         and their lengths (B,)."""
         n_mels, pad_to_30s = self.model.encoder.n_mels, self.model.config.pad_to_30s

@@ -147,7 +147,7 @@ def test_no_engine_or_beam_writes_a_loop(
 def test_without_the_guard_wests_search_writes_the_loop(looping_models, long_speech, beams):
     """The guard is what stops it: turned off, WeST's own search writes the loop too."""
     model = looping_models["plain"]
-    mel, lens = Transcriber(model)._features([long_speech[: 10 * 16000]])
+    mel, lens = Transcriber(model).features([long_speech[: 10 * 16000]])
     text = model.generate(mel=mel, mel_lens=lens, num_beams=beams, loop_guard=False)[0]
     assert repeated_phrase(text), text
 
@@ -157,7 +157,7 @@ def test_the_cap_from_the_audio_bounds_a_window(looping_models, long_speech):
     than the loop needs to show (3 copies of 7), so the cap is what ends it."""
     model = looping_models["plain"]
     t = Transcriber(model)
-    mel, lens = t._features([long_speech[: 3 * 16000]])
+    mel, lens = t.features([long_speech[: 3 * 16000]])
     capped = model.generate(
         mel=mel, mel_lens=lens, max_tokens_per_second=1.0, return_hypotheses=True
     )

@@ -351,11 +351,17 @@ class SpeechLLM(nn.Module):
             for row, n in zip(self.ctc.logits(speech, self.embed_tokens), lens)
         ]
 
+    @property
+    def output_vocab(self) -> int:
+        """How many token ids the LLM can write: its output layer's rows, which may exceed
+        its input vocabulary (read from the full shape: under ZeRO-3 the weight is a slice)."""
+        return max(full_shape(self.llm.get_output_embeddings().weight)[0], self.llm_vocab)
+
     def ctc_prefix_scorer(self, speech: torch.Tensor, lens: torch.Tensor) -> CTCPrefixScorer:
         """CTC prefix scores of these projected frames (B, N, D), for LLM token ids."""
-        out_rows = full_shape(self.llm.get_output_embeddings().weight)[0]
-        vocab = max(out_rows, self.llm_vocab)
-        return self.ctc.prefix_scorer(speech, lens, self.embed_tokens, vocab, self.stop_ids)
+        return self.ctc.prefix_scorer(
+            speech, lens, self.embed_tokens, self.output_vocab, self.stop_ids
+        )
 
     # ---- optimizer ------------------------------------------------------------------
     def param_groups(self) -> dict[str, list[nn.Parameter]]:

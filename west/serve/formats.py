@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from west.subtitles import cues, srt, timestamp, vtt
+from west.subtitles import cues, srt, timestamp, vtt, word_record
 from west.transcriber import Segment
 
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
@@ -60,16 +60,7 @@ def render(
         if words:
             if any(s.words is None for s in spoken):
                 raise ValueError("word timestamps asked for, but the segments have no words")
-            body["words"] = [
-                {
-                    "word": w.word,
-                    "start": round(w.start, 3),
-                    "end": round(w.end, 3),
-                    "confidence": round(w.confidence, 3),
-                }
-                for s in spoken
-                for w in s.words
-            ]
+            body["words"] = [word_record(w) for s in spoken for w in s.words]
         return json.dumps(body, ensure_ascii=False), "application/json"
     if response_format == "srt":
         return srt(cues(segments, duration)), "text/plain; charset=utf-8"
