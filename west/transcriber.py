@@ -5,6 +5,14 @@ and decodes exactly as the Transcriber does: `cut_windows` turns one recording i
 Windows, `Transcriber.decode_windows` decodes a list of sample arrays as one batch and
 `Transcriber.fill` stores a window's result in its Segment.
 
+Windows are cut as the audio arrives (`Transcriber.stream_windows`, `cut_windows_from`):
+a long upload is cut from its chunks, never whole in memory, into exactly the windows that
+`Transcriber.windows` gives the whole recording.
+
+No speech, no text (`speech_only`, on by default): a window in which the voice activity
+detector that live transcription uses (west.streaming, Silero VAD) hears no speech is
+silent, so noise and music are never handed to the LLM, which would invent words for them.
+
 Word timestamps (`word_timestamps=True`, a model with a CTC branch only): each window's
 transcript is force-aligned to the CTC branch's posteriors (west.timestamps) and its
 Segment's `words` filled. Off by default: the default decode keeps no posteriors and
@@ -13,11 +21,12 @@ aligns nothing, so it costs what it did without them.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +44,7 @@ from west.data.audio import (
 )
 from west.data.batching import collate
 from west.data.segment import split_points
+from west.data.vad import FRAME, SileroDetector, speech_detector
 from west.models.speech_llm import Hypothesis, SpeechLLM
 from west.timestamps import Word, word_timestamps
 
@@ -78,25 +88,147 @@ class Transcript:
 @dataclasses.dataclass
 class Window:
     """One window of a recording: its Segment (text filled in once decoded) and its samples
-    (T,) at 16 kHz, a view into the recording. A silent window is never decoded: it would
-    only invite a hallucination, so its text stays empty."""
+    (T,) at 16 kHz, an array of its own (a copy, so that a window kept for decoding keeps
+    no more of the recording alive). A silent window (no sound, or with `speech_only` no
+    speech) is never decoded: it would only invite a hallucination, so its text stays
+    empty."""
 
     segment: Segment
     samples: np.ndarray
     silent: bool
 
 
+# Audio past a window's end that split_points looks at to place its cut: min_last_seconds
+# (1 s) after it, half its smoothing (0.1 s) and a frame; with more, the cut cannot change.
+LOOKAHEAD_SECONDS = 2.0
+
+
 def cut_windows(
     audio: np.ndarray, max_window_seconds: float = 28.0, search_seconds: float = 8.0
 ) -> list[Window]:
     """Cut (T,) 16 kHz `audio` at pauses into windows of at most `max_window_seconds`
-    (west.data.segment.split_points); together they cover the whole recording in order."""
-    windows = []
-    for a, b in split_points(audio, SAMPLE_RATE, max_window_seconds, search_seconds):
-        samples = audio[a:b]
-        silent = float(np.abs(samples).max()) < SILENCE_PEAK
-        windows.append(Window(Segment(a / SAMPLE_RATE, b / SAMPLE_RATE, ""), samples, silent))
-    return windows
+    (west.data.segment.split_points); together they cover the whole recording in order.
+    A window with no sound (peak below SILENCE_PEAK) is silent."""
+    return list(cut_windows_from([audio], max_window_seconds, search_seconds))
+
+
+def cut_windows_from(
+    chunks: Iterable[np.ndarray], max_window_seconds: float = 28.0, search_seconds: float = 8.0
+) -> Iterator[Window]:
+    """cut_windows of a recording given as (T_i,) 16 kHz chunks in order: the same windows
+    however the recording is cut into chunks, each yielded once its end is known.
+
+    Each cut is placed by split_points on the audio from its window's start on, at most
+    `max_window_seconds` + LOOKAHEAD_SECONDS of it: it depends on nothing before the window
+    nor far after it, so only about a window plus a chunk of audio is ever held."""
+    max_len = int(max_window_seconds * SAMPLE_RATE)
+    need = max_len + round(LOOKAHEAD_SECONDS * SAMPLE_RATE)
+    pieces, held, start = [np.zeros(0, np.float32)], 0, 0  # audio from `start` on, uncut
+    for chunk in _and_end(chunks):
+        last = chunk is None
+        if not last:
+            pieces = [*pieces, chunk] if held else [chunk]
+            held += len(chunk)
+        if held < need and not last:
+            continue
+        buf = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        while len(buf) >= need or (last and len(buf) > max_len):
+            cut = split_points(buf[:need], SAMPLE_RATE, max_window_seconds, search_seconds)[0][1]
+            yield _pause_window(buf[:cut], start)
+            buf, start = buf[cut:], start + cut
+        pieces, held = [buf], len(buf)
+    yield _pause_window(buf, start)
+
+
+def _checked(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """The chunks as float32 (T_i,) arrays."""
+    for i, chunk in enumerate(chunks):
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if chunk.ndim != 1:
+            raise ValueError(f"chunk {i} of shape {chunk.shape}: expected (T,) samples at 16 kHz")
+        yield chunk
+
+
+def _and_end(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
+    """The chunks as float32 (T_i,) arrays, then None for the end of the recording."""
+    yield from _checked(chunks)
+    yield None
+
+
+def _pause_window(samples: np.ndarray, start: int) -> Window:
+    """The window of `samples` (copied) that starts `start` samples into its recording."""
+    silent = not samples.size or float(np.abs(samples).max()) < SILENCE_PEAK
+    segment = Segment(start / SAMPLE_RATE, (start + len(samples)) / SAMPLE_RATE, "")
+    return Window(segment, samples.copy(), silent)
+
+
+_told_no_silero = False
+
+
+def _silero_available() -> bool:
+    """Whether the VAD is Silero's; if not (the energy fallback, which takes noise for
+    speech), says once that speech_only cannot work and windows with sound are decoded."""
+    global _told_no_silero
+    if isinstance(speech_detector(), SileroDetector):
+        return True
+    if not _told_no_silero:
+        _told_no_silero = True
+        logger.warning(
+            "speech_only: without Silero VAD (pip install silero-vad) noise cannot be told "
+            "from speech, so every window with sound is decoded, noise included"
+        )
+    return False
+
+
+class SpeechSpans:
+    """Where live transcription hears speech in one recording, followed as it arrives.
+
+    `stream`, a west.streaming.Stream that only cuts (Transcriber._endpointer), runs once
+    over the whole recording, as it would live: Silero VAD hears each moment with what came
+    before it (it tells a chord from a vowel by the music around it), and an utterance
+    counts as it does live, when it would be decoded (its `threshold`, `min_speech`).
+    `spans` holds the speech (onset to end, in samples) of each such utterance."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.spans: list[tuple[int, int]] = []
+        self._open: dict[int, list[int]] = {}  # an utterance not yet over: [onset, end]
+        self._known = 0  # every utterance with its onset before this sample is over
+
+    def follow(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The (T_i,) 16 kHz chunks, each fed to the stream as it passes; after the last,
+        the stream is closed."""
+        for chunk in chunks:
+            self._take(self.stream.feed(chunk, SAMPLE_RATE))
+            # A next onset is in a frame not yet scored: less than a frame from the end.
+            scored = round(self.stream.seconds * SAMPLE_RATE) - FRAME
+            self._known = min([onset for onset, _ in self._open.values()] + [scored])
+            yield chunk
+        self._take(self.stream.close())
+        self._known = np.iinfo(np.int64).max
+
+    def heard_in(self, window: Window) -> bool | None:
+        """Whether the speech of an utterance lies in `window`; None while not yet known.
+        Windows are asked about in order: spans before this one are forgotten."""
+        a = round(window.segment.start * SAMPLE_RATE)
+        b = round(window.segment.end * SAMPLE_RATE)
+        if self._known < b:
+            return None
+        self.spans = [(s, e) for s, e in self.spans if e > a]
+        return any(s < b for s, _ in self.spans)
+
+    def _take(self, events) -> None:
+        from west.streaming import Final, SpeechStarted, SpeechStopped
+
+        for e in events:
+            if isinstance(e, SpeechStarted):
+                self._open[e.index] = [round(e.start * SAMPLE_RATE)] * 2
+            elif isinstance(e, SpeechStopped):
+                self._open[e.index][1] = round(e.end * SAMPLE_RATE)
+            elif isinstance(e, Final):
+                onset, end = self._open.pop(e.index)
+                if e.text:  # decoded live, not a click too short to be speech
+                    self.spans.append((onset, end))
 
 
 def join_texts(segments: Sequence[Segment]) -> str:
@@ -115,6 +247,18 @@ class Transcriber:
     Decoding settings left as None are the model's own (its `decode_conf`, which
     west-train saves from its recipe's `decode:` mapping; west.config.DecodeConf), so a
     model decodes outside its recipe as it did inside: `self.decoding` holds them.
+
+    speech_only (segmentation "pauses"; on by default): a window in which the voice
+    activity detector of live transcription finds no speech is silent, never decoded.
+    Given noise or music, an LLM does not answer with nothing: it invents words (25 min of
+    white noise came back as "dear dear dear ..."). The test is live transcription's own:
+    west.streaming.Stream's endpointing (Silero VAD, its `threshold` and `min_speech`)
+    runs once over the recording, and a window is speech when the speech of an utterance
+    that a live stream would decode lies in it (SpeechSpans). Silero costs about 30 s of
+    one CPU core per hour of audio (AMD EPYC, one thread; under 1% of real time). Only
+    Silero tells speech from noise: with the energy fallback (silero-vad not installed)
+    every window with sound is decoded, as with speech_only off, and a warning says so
+    once. Segmentation "vad" cuts utterances with that very detector: no second test.
     """
 
     def __init__(
@@ -130,10 +274,12 @@ class Transcriber:
         ctc_weight: float | None = None,
         max_tokens_per_second: float | None = None,
         segmentation: str = "pauses",
+        speech_only: bool = True,
     ):
         if segmentation not in SEGMENTATIONS:
             raise ValueError(f"segmentation {segmentation!r}: expected one of {SEGMENTATIONS}")
         self.segmentation = segmentation
+        self.speech_only = speech_only
         self.model = model
         self.decoding = model.config.decode.resolve(
             model.ctc is not None,
@@ -178,27 +324,80 @@ class Transcriber:
         """(T,) 16 kHz `audio` cut into this Transcriber's windows: at pauses into windows of
         at most `max_window_seconds` that cover it all (`segmentation` "pauses", see
         cut_windows), or into utterances where a person pauses, as live transcription cuts
-        them (`segmentation` "vad", see utterances)."""
+        them (`segmentation` "vad", see utterances). With `speech_only`, windows without
+        speech are silent (see the class docstring)."""
+        return list(self.stream_windows([audio]))
+
+    def stream_windows(self, chunks: Iterable[np.ndarray]) -> Iterator[Window]:
+        """The windows of one recording given as (T_i,) 16 kHz chunks in order, each as soon
+        as it is known: exactly `windows(np.concatenate(chunks))` (times, samples, silent
+        flags), holding only a window or two (with `speech_only`, one waits for the end of
+        an utterance that starts in it) plus a chunk of audio, so a long upload is never
+        whole in memory. Each window's samples are its own copy."""
         if self.segmentation == "vad":
-            return self.utterances(audio)
-        return cut_windows(audio, self.max_window_seconds, self.search_seconds)
+            yield from self._utterances_from(chunks)
+            return
+        if not (self.speech_only and _silero_available()):
+            yield from cut_windows_from(chunks, self.max_window_seconds, self.search_seconds)
+            return
+        # A window waits for its flag until every utterance that starts in it is over:
+        # at most an utterance (max_window_seconds) after its end.
+        speech = SpeechSpans(self._endpointer())
+        heard = speech.follow(_checked(chunks))
+        pending: collections.deque[Window] = collections.deque()
+        for w in cut_windows_from(heard, self.max_window_seconds, self.search_seconds):
+            pending.append(w)
+            while pending and (found := speech.heard_in(pending[0])) is not None:
+                w = pending.popleft()
+                w.silent = w.silent or not found
+                yield w
+        for w in pending:  # the recording is over: all is known
+            w.silent = w.silent or not speech.heard_in(w)
+            yield w
 
     def utterances(self, audio: np.ndarray) -> list[Window]:
         """(T,) 16 kHz `audio` cut into utterances exactly as west.streaming.Stream cuts a
         live stream (Silero VAD; at most `max_window_seconds` each): decoded with
         decode_windows, they give the texts a live stream's finals give. The audio between
         utterances is left out; a burst too short to be speech is a silent window."""
-        from west.streaming import Final, Stream
+        return list(self._utterances_from([audio]))
 
-        stream = Stream(self, decode=lambda samples: "speech", partial=False)
-        windows = []
-        for e in stream.feed(audio, SAMPLE_RATE) + stream.close():
-            if isinstance(e, Final):
-                a, b = round(e.start * SAMPLE_RATE), round(e.end * SAMPLE_RATE)
-                samples = audio[a:b]
-                silent = e.text == "" or not samples.size or np.abs(samples).max() < SILENCE_PEAK
-                windows.append(Window(Segment(e.start, e.end, ""), samples, bool(silent)))
-        return windows
+    def _endpointer(self):
+        """A west.streaming.Stream that only cuts: an utterance it would decode gets the
+        text "speech", one too short to be speech (min_speech) the empty text."""
+        from west.streaming import Stream
+
+        return Stream(self, decode=lambda samples: "speech", partial=False)
+
+    def _utterances_from(self, chunks: Iterable[np.ndarray]) -> Iterator[Window]:
+        """utterances() of a recording given in chunks, holding only the audio that an
+        utterance may still need: the open one's, else the prefix padding of a next one."""
+        from west.streaming import Final, SpeechStarted
+
+        stream = self._endpointer()
+        buf, base = np.zeros(0, np.float32), 0  # the audio from sample `base` on
+        opened = last_end = 0  # the open utterance's audio start; the last one's end
+        for chunk in _and_end(chunks):
+            if chunk is None:
+                events = stream.close()
+            else:
+                buf = np.concatenate([buf, chunk]) if buf.size else chunk
+                events = stream.feed(chunk, SAMPLE_RATE)
+            for e in events:
+                if isinstance(e, SpeechStarted):
+                    opened = round(e.audio_start * SAMPLE_RATE)
+                elif isinstance(e, Final):
+                    a, last_end = round(e.start * SAMPLE_RATE), round(e.end * SAMPLE_RATE)
+                    samples = buf[a - base : last_end - base].copy()
+                    silent = not e.text or not samples.size or np.abs(samples).max() < SILENCE_PEAK
+                    yield Window(Segment(e.start, e.end, ""), samples, bool(silent))
+            if stream.in_utterance:
+                keep = opened
+            else:  # a next onset lies in a frame not yet scored: less than a frame from the end
+                padding = round(stream.prefix_padding * SAMPLE_RATE)
+                keep = max(last_end, base + len(buf) - FRAME - padding)
+            if keep > base:
+                buf, base = buf[keep - base :], keep
 
     def decode_windows(
         self,
@@ -206,11 +405,13 @@ class Transcriber:
         num_beams: int | None = None,
         max_new_tokens: int | None = None,
         hypotheses: bool = False,
+        step_hook: Callable[[], None] | None = None,
     ) -> list[str] | list[Hypothesis]:
         """Decode a list of (T_i,) 16 kHz sample arrays, each at most `window_seconds`
         long, as one batch; one text per array, whitespace collapsed (with `hypotheses`, a
         west.models.speech_llm.Hypothesis: tokens and CTC posteriors too). The batched
-        search gives each array the text it would get alone."""
+        search gives each array the text it would get alone. `step_hook`: called between
+        two decoding steps (SpeechLLM.generate)."""
         mel, mel_lens = self.features(samples)
         found = self.model.generate(
             mel=mel,
@@ -221,6 +422,7 @@ class Transcriber:
             ctc_weight=self.ctc_weight,
             max_tokens_per_second=self.decoding.max_tokens_per_second,
             return_hypotheses=hypotheses,
+            step_hook=step_hook,
         )
         if not hypotheses:
             return [" ".join(t.split()) for t in found]

@@ -358,3 +358,36 @@ def test_live_mode_shows_partials_turning_into_finals(ctc_server, speech_dir, tm
         browser.close()
     assert ctc_server.metric("west_realtime_streams_total") == streams + 1
     assert ctc_server.metric("west_realtime_streams") == 0
+
+
+def test_page_asks_for_the_key_of_a_server_that_needs_one(
+    browser, random_model_dir, wav, tmp_path_factory
+):
+    """With --api_key, / answers 401 with the page itself; the page asks for the key, and
+    with it lists the models and transcribes (its requests carry the key)."""
+    log = tmp_path_factory.mktemp("serve-key") / "server.log"
+    gen = start_server(random_model_dir, log, "--api_key", "page-key")
+    server = next(gen)
+    try:
+        headers = {"Authorization": "Bearer page-key"}
+        with open(wav, "rb") as f:
+            expected = requests.post(
+                f"{server.url}/v1/audio/transcriptions",
+                files={"file": (wav.name, f)},
+                headers=headers,
+                timeout=60,
+            ).json()["text"]
+        browser.open(server.url + "/")
+        browser.wait_for("document.getElementById('key-form')?.hidden === false", 30, "key form")
+        assert "API key" in browser.evaluate("document.getElementById('error').textContent")
+        assert browser.evaluate("document.getElementById('model').options.length") == 0
+        browser.evaluate("document.getElementById('api-key').value = 'page-key'")
+        browser.evaluate("document.getElementById('key-save').click()")
+        browser.wait_for("document.getElementById('model').options.length > 0", 30, "models")
+        browser.set_file("#file", wav)
+        browser.wait_for("!document.getElementById('submit').disabled", 10, "Transcribe enabled")
+        browser.evaluate("document.getElementById('submit').click()")
+        shown = browser.wait_for(OUTCOME, 60, "a transcript or an error")
+        assert shown.get("text") == expected, shown
+    finally:
+        next(gen, None)

@@ -64,8 +64,8 @@ def test_histogram_buckets_are_cumulative():
 def test_metrics_text_counts_requests_errors_and_queue():
     m = Metrics()
     m.request_started()
-    m.queued(3)
-    m.batch_decoded(2, dropped=1)
+    m.queued(3, 12.0)
+    m.dequeued(2, dropped=1, seconds=12.0)
     m.request_done(200, 0.3)
     m.rejected(503, "server_busy")
     text = m.render()
@@ -74,6 +74,8 @@ def test_metrics_text_counts_requests_errors_and_queue():
         'west_requests_total{status="503"} 1',
         'west_errors_total{kind="server_busy"} 1',
         "west_queue_windows 0",
+        "west_queue_seconds 0",
+        "west_windows_dropped_total 1",
         "west_requests_in_flight 0",
         "west_windows_decoded_total 2",
         'west_batch_size_bucket{le="2"} 1',

@@ -7,10 +7,12 @@ POST /v1/audio/transcriptions takes OpenAI's multipart fields; GET /v1/models, /
 /metrics (Prometheus) and / (a demo page) are there too (west/serve/app.py), and live
 transcription over a WebSocket, ws://HOST:PORT/v1/realtime?intent=transcription, in
 OpenAI's Realtime protocol (west/serve/realtime.py). One worker
-decodes the windows of all pending requests together: up to --max_batch_size, waiting at
-most --max_wait_ms for a batch to fill (--max_arrival_wait_ms while other uploads are still
-being read). SIGTERM (or Ctrl-C) answers the requests in flight,
-then exits.
+decodes the windows of all pending requests together, a window of each request in turn: up
+to --max_batch_size, waiting at most --max_wait_ms for a batch to fill
+(--max_arrival_wait_ms while other uploads are still being read); a request that would wait
+longer than --max_wait_s gets 503 with Retry-After at once. --api_key turns authentication
+on; --max_upload_mb, --max_audio_seconds, --header_timeout_s and --body_timeout_s bound what
+one client can ask. SIGTERM (or Ctrl-C) answers the requests in flight, then exits.
 """
 
 from __future__ import annotations
@@ -63,7 +65,46 @@ def get_parser() -> argparse.ArgumentParser:
         help="windows waiting to be decoded (and requests in flight); beyond, 503",
     )
     p.add_argument(
-        "--max_upload_mb", type=float, default=50.0, help="largest request body; beyond, 413"
+        "--max_upload_mb",
+        type=float,
+        default=50.0,
+        help="largest request body; beyond, 413 at once (from Content-Length, or as a body "
+        "without one passes it)",
+    )
+    p.add_argument(
+        "--max_audio_seconds",
+        type=float,
+        default=7200.0,
+        help="longest recording one request may send, read from its header before decoding "
+        "(and checked again while decoding); beyond, 400 audio_too_long",
+    )
+    p.add_argument(
+        "--max_wait_s",
+        type=float,
+        default=30.0,
+        help="a request that would wait longer than this for the audio queued before it "
+        "(at the measured throughput) gets 503 with Retry-After at once; 0: no limit",
+    )
+    p.add_argument(
+        "--body_timeout_s",
+        type=float,
+        default=30.0,
+        help="a request body may take this long plus 1 s per 16 KiB received; beyond, 408 "
+        "and the connection is closed",
+    )
+    p.add_argument(
+        "--api_key",
+        action="append",
+        default=[],
+        help="a key clients must send as `Authorization: Bearer KEY` on every route but "
+        "/health (repeatable; also --api_key_file and $WEST_API_KEY, which ps does not show); "
+        "none: no authentication",
+    )
+    p.add_argument(
+        "--api_key_file",
+        action="append",
+        default=[],
+        help="a file of API keys, one per line (# comments and blank lines skipped)",
     )
     p.add_argument(
         "--max_streams",
@@ -77,6 +118,14 @@ def get_parser() -> argparse.ArgumentParser:
         default=320.0,
         help="a live stream's partial text is re-decoded every this much new audio while a "
         "person speaks (models with a CTC branch); 0: no partials",
+    )
+    p.add_argument(
+        "--header_timeout_s",
+        type=float,
+        default=10.0,
+        help="a request's headers must arrive within this many seconds of the server being "
+        "ready for them; beyond, 408 and the connection is closed (west.serve.timeouts); "
+        "0: no limit",
     )
     p.add_argument(
         "--num_beams", type=int, help="beam size (1 = greedy) [default: the model's decode_conf]"
@@ -95,7 +144,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import west
     from west.serve.app import ServeSettings, create_app
+    from west.serve.auth import read_keys
+    from west.serve.timeouts import header_timeout_protocol
 
+    try:
+        api_keys = read_keys(args.api_key, args.api_key_file)
+    except ValueError as e:
+        logging.getLogger("west.serve").error("%s", e)
+        return 1
+    if not api_keys and args.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("west.serve").warning(
+            "listening on %s without --api_key: anyone who reaches this port is served",
+            args.host,
+        )
     try:
         transcriber = west.load(
             args.model_dir,
@@ -118,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         max_arrival_wait_ms=args.max_arrival_wait_ms,
         max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb,
+        max_audio_seconds=args.max_audio_seconds,
+        max_wait_s=args.max_wait_s,
+        body_timeout_s=args.body_timeout_s,
+        api_keys=tuple(api_keys),
         max_streams=args.max_streams,
         partial_interval_ms=args.partial_interval_ms,
     )
@@ -133,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             log_level=args.log_level.lower(),
             timeout_graceful_shutdown=None,
+            # uvicorn's h11 protocol with a deadline for each request's headers (slow
+            # clients) and a lingering close; idle keep-alive connections: uvicorn's
+            # timeout_keep_alive, 5 s.
+            http=header_timeout_protocol(args.header_timeout_s),
         )
     except KeyboardInterrupt:  # Ctrl-C, after the same clean shutdown
         return 130

@@ -2,16 +2,16 @@
 Whisper log-mel features.
 
 libsndfile (soundfile) reads what it can: wav, flac, ogg (vorbis, opus), mp3, aiff, ... (fast,
-exact). Everything else goes through PyAV's bundled FFmpeg: m4a/aac, webm/opus, wma, amr and
-the audio track of video files (mp4, mkv, mov, ...; the first audio stream, other streams
-ignored). Either way the samples are mixed down and resampled in one place, prepare_audio.
+exact); everything else goes through FFmpeg (west.data.ffmpeg: m4a/aac, webm/opus, video
+files' audio tracks, ...). Either way the samples are mixed down to mono and resampled with
+soxr: in one shot by load_audio (prepare_audio), or chunk by chunk by stream_audio, which holds
+a few chunks in memory whatever the recording's length.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,16 +30,16 @@ EXPECTED = (
     "expected audio that FFmpeg or libsndfile reads: wav, flac, mp3, m4a/aac, ogg/opus, webm, "
     "or a video file's audio track"
 )
-_FIRST_ALLOCATION_S = 600  # decoding buffer sized from the header, up to this; grown as needed
-# Bare codec streams (FFmpeg's demuxer names): no header gives their length, FFmpeg estimates it
-# from the bit rate (10% off for a variable one); their packets are scanned instead.
-_BARE_STREAMS = frozenset({"aac", "mp3", "ac3", "eac3", "dts"})
 
 _noted_formats: set[tuple[int, int]] = set()
 
 
 class AudioError(ValueError):
     """A recording that cannot be used; the message names the file and the problem."""
+
+
+class AudioTooLong(AudioError):
+    """More audio than a caller's limit."""
 
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
@@ -57,23 +57,33 @@ def audio_info(path: str | Path) -> tuple[float, int, int]:
         if info.frames <= 0:
             raise AudioError(f"{path}: zero-length recording (no samples)")
         return info.frames / info.samplerate, info.samplerate, info.channels
-    with _open_av(path, why) as (container, stream):
-        rate, channels = _stream_format(path, stream)
-        duration = _header_duration(container, stream)
+    from west.data import ffmpeg  # imported here: it imports this module (AudioError)
+
+    with ffmpeg.open_audio(path, why) as (container, stream):
+        rate, channels = ffmpeg.stream_format(path, stream)
+        duration = ffmpeg.header_duration(container, stream)
         if duration is None:
-            duration = _scan_duration(path, container, stream)
+            duration = ffmpeg.scan_duration(path, container, stream)
     if duration <= 0:
         raise AudioError(f"{path}: zero-length recording (no samples)")
     return duration, rate, channels
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read a recording as float32 mono at `sample_rate`: mixed down and resampled if needed."""
+    """Read a recording as float32 mono at `sample_rate`: mixed down and resampled if needed.
+
+    The whole file is decoded at its own rate and channel count first (a 1-hour 44.1 kHz stereo
+    file is 1.3 GB of float32); stream_audio reads long recordings in bounded memory.
+    """
     path = _check_file(path)
     info, why = _sf_info(path)
     if info is None:
-        with _open_av(path, why) as (container, stream):
-            data, sr = _decode_av(path, container, stream)
+        from west.data import ffmpeg
+
+        with ffmpeg.open_audio(path, why) as (container, stream):
+            header = ffmpeg.header_duration(container, stream, own=True)
+            data, sr = ffmpeg.decode(path, container, stream)
+        _check_length(path, len(data) / sr, header)
         return prepare_audio(data, sr, sample_rate, name=str(path))
     if info.frames <= 0:
         raise AudioError(f"{path}: zero-length recording (no samples)")
@@ -81,8 +91,70 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:
         raise AudioError(f"{path}: unreadable or truncated audio ({e})") from e
-    _warn_if_short(path, len(data) / sr, info.frames / info.samplerate)
+    _check_length(path, len(data) / sr, _sf_header_seconds(path, info))
     return prepare_audio(data, sr, sample_rate, name=str(path))
+
+
+def stream_audio(
+    path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    chunk_seconds: float = 30.0,
+    max_seconds: float | None = None,
+    strict_length: bool = False,
+) -> Iterator[np.ndarray]:
+    """Read a recording as float32 mono chunks (n,) at `sample_rate`, in bounded memory.
+
+    Every chunk holds n = round(chunk_seconds * sample_rate) samples but the last (1 to n).
+    The file is decoded a block at a time (libsndfile: `chunk_seconds` of frames; FFmpeg: codec
+    frames gathered to 1 s), each block mixed down and fed to soxr's streaming resampler, so
+    about three chunks' worth at the file's own rate and channel count is held at most, whatever
+    its length (30 s chunks of 44.1 kHz stereo: a 31 MiB peak of numpy arrays, measured).
+
+    Concatenated, the chunks equal load_audio(path, sample_rate) exactly for mono input at
+    `sample_rate`. Otherwise they differ only where the two readers do: soxr's streaming
+    resampler (the same HQ filter fed block by block, its delay flushed at the end) against its
+    one-shot resample, bit-identical on every file measured (wav, flac, ogg, aac, opus, alac;
+    8-48 kHz) and tested to 1e-6; and MP3, decoded here by FFmpeg, as libsndfile garbles MP3
+    read in blocks, and whole by libsndfile in load_audio: within 2e-6.
+
+    A generator: nothing is opened before the first chunk is asked for, and errors come as
+    iteration reaches them. AudioError as load_audio raises it for a missing, empty,
+    unreadable or corrupt file (the chunks before a corrupt stretch come first).
+    AudioTooLong as soon as more than `max_seconds` have been decoded: nothing more is read.
+    With `strict_length`, AudioError when the data ends far short of what the header
+    announced (load_audio's threshold; otherwise a warning, as load_audio logs), raised when
+    the data ends, before the samples still held are yielded. Silence is not an error here:
+    callers decide.
+    """
+    if chunk_seconds <= 0:
+        raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
+    path = _check_file(path)
+    info, why = _sf_info(path)
+    if info is not None and info.frames <= 0:
+        raise AudioError(f"{path}: zero-length recording (no samples)")
+    settings = dict(
+        sample_rate=sample_rate,
+        chunk_seconds=chunk_seconds,
+        max_seconds=max_seconds,
+        strict_length=strict_length,
+    )
+    if info is not None and info.format != "MP3":
+        header = _sf_header_seconds(path, info)
+        blocks = _sf_blocks(path, info.samplerate, round(chunk_seconds * info.samplerate))
+        yield from _mono_chunks(path, blocks, header, **settings)
+        return
+    # libsndfile's MP3 reader (libmpg123) garbles the samples at some block boundaries of
+    # 8-24 kHz files (errors up to 0.3 measured with libsndfile 1.2.2): FFmpeg decodes MP3
+    # here, within 2e-6 of libsndfile's whole-file read, which load_audio uses.
+    from west.data import ffmpeg
+
+    with ffmpeg.open_audio(path, why or "MP3 is streamed by FFmpeg") as (container, stream):
+        if info is not None:
+            header = _sf_header_seconds(path, info)
+        else:
+            header = ffmpeg.header_duration(container, stream, own=True)
+        blocks = _gathered(ffmpeg.decode_blocks(path, container, stream), seconds=1.0)
+        yield from _mono_chunks(path, blocks, header, **settings)
 
 
 def prepare_audio(
@@ -94,17 +166,7 @@ def prepare_audio(
         data = data[:, None]
     if data.shape[0] == 0:
         raise AudioError(f"{name}: zero-length recording (no samples)")
-    channels = data.shape[1]
-    if (channels, sr) != (1, sample_rate) and (channels, sr) not in _noted_formats:
-        _noted_formats.add((channels, sr))
-        logger.info(
-            "note: %s has %d channel(s) at %d Hz; such audio is mixed down to mono and "
-            "resampled to %d Hz (noted once per format)",
-            name,
-            channels,
-            sr,
-            sample_rate,
-        )
+    _note_format(name, data.shape[1], sr, sample_rate)
     mono = data.mean(axis=1)
     if sr != sample_rate:
         mono = soxr.resample(mono, sr, sample_rate, quality="HQ").astype(np.float32)
@@ -148,157 +210,147 @@ def _sf_info(path: Path):
         return None, why.strip().rstrip(".")
 
 
-# ---- FFmpeg (PyAV) ------------------------------------------------------------------
+def _sf_header_seconds(path: Path, info) -> float:
+    """Seconds libsndfile's header announces. For PCM WAV, the data chunk's declared size:
+    libsndfile reports the frames the file holds, so a WAV cut short would look whole."""
+    seconds = info.frames / info.samplerate
+    if info.format != "WAV" or not info.subtype.startswith(("PCM", "FLOAT", "DOUBLE")):
+        return seconds
+    with open(path, "rb") as f:
+        if f.read(12)[8:] != b"WAVE":
+            return seconds
+        frame_bytes = 0
+        while len(chunk := f.read(8)) == 8:
+            kind, size = struct.unpack("<4sI", chunk)
+            if kind == b"data":
+                # 0 and 0xFFFFFFFF: a writer that could not seek back to fill in the size.
+                if frame_bytes and size not in (0, 0xFFFFFFFF):
+                    return max(seconds, size // frame_bytes / info.samplerate)
+                return seconds
+            size += size % 2  # chunks are padded to an even size
+            if kind == b"fmt ":
+                fmt = f.read(size)
+                frame_bytes = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else 0
+            else:
+                f.seek(size, 1)
+    return seconds
 
 
-def _ffmpeg_reason(e: Exception) -> str:
-    """FFmpeg's words for an error, without PyAV's errno and file name."""
-    return getattr(e, "strerror", None) or str(e)
-
-
-@contextlib.contextmanager
-def _open_av(path: Path, sf_reason: str) -> Iterator[tuple]:
-    """(container, first audio stream) of `path` opened with PyAV; AudioError naming the file
-    when FFmpeg cannot read it or it holds no audio stream."""
+def _sf_blocks(path: Path, rate: int, frames: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The file read `frames` at a time: (rate, (k, C) float32 block) pairs."""
     try:
-        import av
-    except ImportError as e:
-        raise AudioError(
-            f"{path}: not readable by libsndfile ({sf_reason}), and PyAV, which reads the other "
-            "formats through FFmpeg, is not installed (pip install av)"
-        ) from e
-    try:
-        container = av.open(
-            f"file:{os.path.abspath(path)}",  # never read as a URL or another protocol
-            container_options={"protocol_whitelist": "file"},
-            metadata_errors="replace",
-        )
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise AudioError(
-            f"{path}: not readable audio (libsndfile: {sf_reason}; FFmpeg: {_ffmpeg_reason(e)}); "
-            f"{EXPECTED}"
-        ) from e
-    with container:
-        if not container.streams.audio:
-            kinds = ", ".join(dict.fromkeys(s.type for s in container.streams)) or "none"
-            raise AudioError(f"{path}: no audio stream (streams: {kinds})")
-        yield container, container.streams.audio[0]
+        with sf.SoundFile(str(path)) as f:
+            while len(block := f.read(frames, dtype="float32", always_2d=True)):
+                yield rate, block
+    except RuntimeError as e:  # soundfile's LibsndfileError is one
+        raise AudioError(f"{path}: unreadable or truncated audio ({e})") from e
 
 
-def _stream_format(path: Path, stream) -> tuple[int, int]:
-    """(sample rate, channels) of an audio stream, from its header."""
-    ctx = stream.codec_context
-    rate, channels = (ctx.sample_rate, ctx.channels) if ctx is not None else (0, 0)
-    if rate <= 0 or channels <= 0:
-        raise AudioError(
-            f"{path}: the audio stream's header gives no sample rate or channel count "
-            f"(codec {ctx.name if ctx is not None else 'unknown'}); {EXPECTED}"
-        )
-    return rate, channels
+# ---- mixing down, resampling ---------------------------------------------------------
 
 
-def _header_duration(container, stream, own: bool = False) -> float | None:
-    """Seconds of the audio stream as the header says, or None when it does not say. With
-    `own`, the container's duration counts only when the audio is its one stream (else it may
-    be a longer video's)."""
-    if container.format.name in _BARE_STREAMS:
-        return None
-    if stream.duration is not None and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
-    if tag:  # Matroska/WebM per-track tag, "HH:MM:SS.nnnnnnnnn"
-        try:
-            h, m, s = tag.split(":")
-            return int(h) * 3600 + int(m) * 60 + float(s)
-        except ValueError:
-            pass
-    if container.duration is not None and (not own or len(container.streams) == 1):
-        return container.duration / 1_000_000  # AV_TIME_BASE: microseconds
-    return None
-
-
-def _scan_duration(path: Path, container, stream) -> float:
-    """Seconds of the audio stream from its packets' timestamps (demuxed, not decoded)."""
-    import av
-
-    end = None
-    try:
-        for packet in container.demux(stream):
-            if packet.pts is not None:
-                last = packet.pts + (packet.duration or 0)
-                end = last if end is None else max(end, last)
-    except av.FFmpegError as e:
-        raise AudioError(
-            f"{path}: corrupt or truncated audio data (FFmpeg: {_ffmpeg_reason(e)})"
-        ) from e
-    if end is None or not stream.time_base:
-        raise AudioError(f"{path}: zero-length recording (no audio packets)")
-    return float((end - (stream.start_time or 0)) * stream.time_base)
-
-
-class _Samples:
-    """A growing (channels, n) float32 buffer that decoded frames are copied into."""
-
-    def __init__(self, channels: int, room: int):
-        self.data = np.empty((channels, max(room, 4096)), dtype=np.float32)
-        self.n = 0
-
-    def add(self, block: np.ndarray) -> None:
-        """Append a (channels, k) block, doubling the room when it is full."""
-        k = block.shape[1]
-        if self.n + k > self.data.shape[1]:
-            size = max(2 * self.data.shape[1], self.n + k)
-            grown = np.empty((self.data.shape[0], size), dtype=np.float32)
-            grown[:, : self.n] = self.data[:, : self.n]
-            self.data = grown
-        self.data[:, self.n : self.n + k] = block
-        self.n += k
-
-
-def _decode_av(path: Path, container, stream) -> tuple[np.ndarray, int]:
-    """Decode the audio stream packet by packet: ((T, C) float32 samples, sample rate).
-
-    Frames are converted to planar float32 at the first frame's layout and rate (a format
-    conversion only, unless a stream changes rate or channels midway); mixing down and
-    resampling to 16 kHz are prepare_audio's.
-    """
-    import av
-
-    header = _header_duration(container, stream, own=True)
-    rate = stream.codec_context.sample_rate or 48000
-    room = int(min(header or 60.0, _FIRST_ALLOCATION_S) * rate) + rate
-    resampler, samples, at = None, None, 0.0
-    try:
-        for packet in container.demux(stream):
-            if packet.pts is not None and packet.time_base:
-                at = float(packet.pts * packet.time_base)
-            for frame in packet.decode():
-                if resampler is None:
-                    resampler = av.AudioResampler("fltp", frame.layout, frame.sample_rate)
-                    rate = frame.sample_rate
-                    samples = _Samples(frame.layout.nb_channels, room)
-                for out in resampler.resample(frame):
-                    samples.add(out.to_ndarray())
-        for out in resampler.resample(None) if resampler is not None else ():
-            samples.add(out.to_ndarray())
-    except av.FFmpegError as e:
-        raise AudioError(
-            f"{path}: corrupt or truncated audio data at {at:.2f} s (FFmpeg: {_ffmpeg_reason(e)})"
-        ) from e
-    if samples is None or samples.n == 0:
+def _mono_chunks(
+    path: Path,
+    blocks: Iterator[tuple[int, np.ndarray]],
+    header: float | None,
+    *,
+    sample_rate: int,
+    chunk_seconds: float,
+    max_seconds: float | None,
+    strict_length: bool,
+) -> Iterator[np.ndarray]:
+    """stream_audio's chunks from (rate, (k, C) float32 block) pairs, every rate the same."""
+    out = _Rechunk(max(1, round(chunk_seconds * sample_rate)))
+    resampler, rate, decoded = None, 0, 0
+    for rate, block in blocks:
+        if decoded == 0:
+            _note_format(str(path), block.shape[1], rate, sample_rate)
+            if rate != sample_rate:
+                resampler = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
+        decoded += len(block)
+        if max_seconds is not None and decoded > max_seconds * rate:
+            said = f"its header says {header:.2f} s" if header else "its header gives no length"
+            raise AudioTooLong(f"{path}: more than {max_seconds:g} s of audio ({said})")
+        mono = block.mean(axis=1)  # as prepare_audio mixes, so 16 kHz input is read exactly
+        yield from out.add(resampler.resample_chunk(mono) if resampler else mono)
+    if decoded == 0:
         raise AudioError(f"{path}: zero-length recording (no samples decoded)")
-    _warn_if_short(path, samples.n / rate, header)
-    return samples.data[:, : samples.n].T, rate
+    _check_length(path, decoded / rate, header, strict_length)
+    if resampler is not None:
+        yield from out.add(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    yield from out.rest()
 
 
-def _warn_if_short(path: Path, decoded: float, header: float | None) -> None:
-    """Log a warning when far fewer seconds decode than the header announced: a file cut
-    short in writing or copying (headers written before the data, as WebM's, still say
-    the full length). Not an error: some headers only estimate their duration."""
-    if header is not None and header - decoded > max(0.5, 0.05 * header):
-        logger.warning(
-            "%s: %.2f s of audio decoded, but its header says %.2f s: a truncated file?",
-            path,
-            decoded,
-            header,
+def _gathered(
+    blocks: Iterator[tuple[int, np.ndarray]], seconds: float
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Codec frames (20-60 ms) joined into blocks of at least `seconds` (the last may be
+    shorter): mixing and resampling cost about 20 us a call, as much as decoding a frame."""
+    pending, held, rate = [], 0, 0
+    for rate, block in blocks:
+        pending.append(block)
+        held += len(block)
+        if held >= seconds * rate:
+            yield rate, np.concatenate(pending)
+            pending, held = [], 0
+    if pending:
+        yield rate, np.concatenate(pending)
+
+
+class _Rechunk:
+    """Pieces of any length in, chunks of `size` samples out (the rest at the end)."""
+
+    def __init__(self, size: int):
+        self.size, self.parts, self.held = size, [], 0
+
+    def add(self, piece: np.ndarray) -> Iterator[np.ndarray]:
+        """Take `piece`; yield every whole chunk now held."""
+        self.parts.append(piece)
+        self.held += len(piece)
+        while self.held >= self.size:
+            yield self._take(self.size)
+
+    def rest(self) -> Iterator[np.ndarray]:
+        """The last, shorter chunk, if any samples are left."""
+        if self.held:
+            yield self._take(self.held)
+
+    def _take(self, n: int) -> np.ndarray:
+        joined = np.concatenate(self.parts) if len(self.parts) > 1 else self.parts[0]
+        self.parts = [joined[n:].copy()] if len(joined) > n else []
+        self.held = len(joined) - n
+        return joined[:n]
+
+
+def _note_format(name: str, channels: int, sr: int, sample_rate: int) -> None:
+    """Log, once per (channels, rate), that such audio is mixed down and resampled."""
+    if (channels, sr) != (1, sample_rate) and (channels, sr) not in _noted_formats:
+        _noted_formats.add((channels, sr))
+        logger.info(
+            "note: %s has %d channel(s) at %d Hz; such audio is mixed down to mono and "
+            "resampled to %d Hz (noted once per format)",
+            name,
+            channels,
+            sr,
+            sample_rate,
         )
+
+
+def _check_length(path: Path, decoded: float, header: float | None, strict: bool = False) -> None:
+    """Warn, or with `strict` raise AudioError, when far fewer seconds decode than the header
+    announced: a file cut short in writing or copying (headers written before the data, as
+    WebM's and WAV's, still say the full length). A warning by default: some headers only
+    estimate their duration."""
+    if header is None or header - decoded <= max(0.5, 0.05 * header):
+        return
+    if strict:
+        raise AudioError(
+            f"{path}: its header says {header:.2f} s of audio but only {decoded:.2f} s could "
+            "be read: a truncated file?"
+        )
+    logger.warning(
+        "%s: %.2f s of audio decoded, but its header says %.2f s: a truncated file?",
+        path,
+        decoded,
+        header,
+    )

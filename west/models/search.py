@@ -23,6 +23,7 @@ token or other words instead.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -128,13 +129,18 @@ class Rows:
         inputs: torch.Tensor,
         mask: torch.Tensor,
         prefix: torch.Tensor | None = None,
+        step_hook: Callable[[], None] | None = None,
     ):
         """Prefill: `prefix` (P, D) shared by every row, then inputs (B, L, D) left-padded, mask
         (B, L); `self.logits` is (B, V).
 
         The sequences are [prefix][padding][own part]: positions count real tokens only, so
         RoPE sees what it would see unpadded, and the padding is masked out.
+
+        `step_hook`, if given, is called before every decoding step: a caller may do other
+        work there (west-serve decodes a waiting request's batch while this one pauses).
         """
+        self.step_hook = step_hook
         base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
         self.llm = llm
         self.cache = DynamicCache(config=base.config)
@@ -175,6 +181,8 @@ class Rows:
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token per row, (R,) -> next-token logits (R, V)."""
+        if self.step_hook is not None:
+            self.step_hook()
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(self), 1)], dim=1)
         logits = self._forward(input_ids=tokens[:, None], position_ids=self.next_pos[:, None])
         self.next_pos = self.next_pos + 1
@@ -337,6 +345,7 @@ def search(
     ctc_weight: float = 0.0,
     prefix: torch.Tensor | None = None,
     loop_guard: bool = True,
+    step_hook: Callable[[], None] | None = None,
 ) -> list[list[int]]:
     """inputs (B, L, D) left-padded, mask (B, L) -> each utterance's tokens, stop token left out.
 
@@ -344,10 +353,11 @@ def search(
     Utterance i gets at most caps[i] tokens. With `ctc` and ctc_weight > 0, joint CTC / LLM
     scores (greedy is then a beam of 1). `loop_guard` False lets repetition loops run to the
     cap (to compare with transformers' generate, or to measure what the guard does).
+    `step_hook`: called before every decoding step (Rows).
     """
     if len(caps) != inputs.shape[0] or min(caps) < 1:
         raise ValueError(f"need one cap >= 1 per utterance, got {caps} for {inputs.shape[0]}")
-    rows = Rows(llm, inputs, mask, prefix)
+    rows = Rows(llm, inputs, mask, prefix, step_hook)
     if ctc is not None and ctc_weight > 0:
         return beam_search(rows, caps, stop_ids, num_beams, ctc, ctc_weight, loop_guard)
     if num_beams == 1:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from west.config import ENGINES, ModelArguments
 from west.data.audio import HOP_LENGTH, SAMPLE_RATE
@@ -237,6 +239,7 @@ class SpeechLLM(nn.Module):
         max_tokens_per_second: float | None = None,
         return_hypotheses: bool = False,
         loop_guard: bool = True,
+        step_hook: Callable[[], None] | None = None,
         **generate_kwargs,
     ) -> list[str] | list[Hypothesis]:
         """Batched greedy or beam search; returns one transcript per utterance (with
@@ -256,6 +259,10 @@ class SpeechLLM(nn.Module):
 
         ctc_weight > 0 (engine "west", a model with a CTC branch): joint CTC / LLM decoding,
         each token scored (1 - w) x LLM + w x CTC prefix score (`west.models.ctc`).
+
+        `step_hook`, if given, is called after the encoder and between two decoding steps
+        (either engine): the caller may run other work there while this batch waits
+        (west.serve.batcher).
         """
         if engine not in ENGINES:
             raise ValueError(f"unknown decoding engine {engine!r}; known: {ENGINES}")
@@ -272,6 +279,8 @@ class SpeechLLM(nn.Module):
         seconds = audio_seconds(mel_lens, enc_lens)
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
         llm_speech, llm_lens = self.llm_speech(speech, speech_lens)
+        if step_hook is not None:  # between the encoder and the LLM's prefill too
+            step_hook()
         # WeST's search reads the shared prompt start once per batch; HF generate needs it per row.
         shared = engine == "west"
         inputs, mask, _ = self._assemble(llm_speech, llm_lens, None, True, with_prefix=not shared)
@@ -298,8 +307,13 @@ class SpeechLLM(nn.Module):
                 ctc_weight,
                 prefix,
                 loop_guard,
+                step_hook,
             )
         else:
+            if step_hook is not None:
+                generate_kwargs["stopping_criteria"] = StoppingCriteriaList(
+                    [*generate_kwargs.get("stopping_criteria", []), _EveryStep(step_hook)]
+                )
             output = self.llm.generate(
                 inputs_embeds=inputs,
                 attention_mask=mask,
@@ -427,6 +441,17 @@ class Hypothesis:
     tokens: list[int]
     ctc_log_probs: torch.Tensor | None
     frame_seconds: float
+
+
+class _EveryStep(StoppingCriteria):
+    """A stopping criterion that never stops: it calls `hook` at every step of HF generate."""
+
+    def __init__(self, hook: Callable[[], None]):
+        self.hook = hook
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        self.hook()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 def audio_seconds(mel_lens: torch.Tensor | None, enc_lens: torch.Tensor | None) -> list[float]:

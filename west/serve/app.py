@@ -19,8 +19,12 @@ Routes:
 The model's prompt is fixed by its training and its decoding is deterministic, so
 `prompt`, `language` and `temperature` are checked and then have no effect (`language` is
 echoed in verbose_json); any `model` name is accepted (clients send `whisper-1`).
-Uploads are decoded (any audio or video file that west.data.audio.load_audio reads) in a
-thread pool, outside the model's worker.
+Uploads are read and decoded under limits (west.serve.uploads: every bad request is a
+4xx), in a thread pool, outside the model's worker; the batcher takes the requests in turn
+and refuses, with 503 and Retry-After, one that would wait longer than --max_wait_s
+(west.serve.batcher). With --api_key, every route but /health needs the key
+(west.serve.auth). A recording without speech gets an empty text (the Transcriber's
+voice-activity check), never words made up from noise.
 """
 
 from __future__ import annotations
@@ -29,25 +33,32 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
-import tempfile
+import math
 import time
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from west.data.audio import AudioError, load_audio
+from west.serve.auth import ApiKeys
 from west.serve.batcher import Batcher, QueueFull
+from west.serve.errors import ApiError
 from west.serve.formats import FORMATS, render
 from west.serve.metrics import Metrics
 from west.serve.realtime import realtime_route
+from west.serve.uploads import (
+    check_fields,
+    decode_upload,
+    header_seconds,
+    read_form,
+    removed_after,
+    save_upload,
+)
 from west.transcriber import Transcriber
 
 logger = logging.getLogger(__name__)
@@ -66,35 +77,12 @@ class ServeSettings:
     max_arrival_wait_ms: float = 250.0  # the wait while other requests' uploads are read
     max_queue: int = 256  # windows queued; also requests in flight (uploading or waiting)
     max_upload_mb: float = 50.0  # the whole request body
+    max_audio_seconds: float = 7200.0  # one request's recording
+    max_wait_s: float = 30.0  # a new request's expected wait for others' audio; 0: no limit
+    body_timeout_s: float = 30.0  # a body's time, plus 1 s per 16 KiB (west.serve.uploads)
+    api_keys: tuple[str, ...] = ()  # none: no authentication (west.serve.auth)
     max_streams: int = 64  # realtime WebSocket streams open at once
     partial_interval_ms: float = 320.0  # a stream's partial text every this much audio
-
-
-class ApiError(Exception):
-    """An OpenAI-shaped error answer."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        code: str,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
-        self.param, self.headers = param, headers
-
-    def response(self) -> JSONResponse:
-        kind = "invalid_request_error" if self.status < 500 else "server_error"
-        body = {
-            "error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}
-        }
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) -> Starlette:
@@ -131,7 +119,7 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
                 f"server busy: {metrics.in_flight} requests in flight (at most "
                 f"{settings.max_queue}); retry later",
                 "server_busy",
-                headers={"Retry-After": "1"},
+                headers={"Retry-After": str(_drain_seconds(batcher))},
             ).response()
         metrics.request_started()
         status, error = 200, None
@@ -154,39 +142,46 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
 
     async def _admit(request: Request):
         """Read and check the request, decode its upload, queue its windows: (Job, form)."""
-        form = await _read_form(request)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise ApiError(
-                400,
-                "no `file` in the form; expected a multipart/form-data upload with the "
-                "recording in a `file` field",
-                "missing_file",
-                "file",
-            )
-        response_format = str(form.get("response_format") or "json")
-        if response_format not in FORMATS:
-            raise ApiError(
-                400,
-                f"response_format {response_format!r}: expected one of {', '.join(FORMATS)}",
-                "invalid_value",
-                "response_format",
-            )
-        _check_options(form, transcriber)
-        name = upload.filename or "file"
-        data = await upload.read()
-        audio = await run_in_threadpool(decode_upload, data, name)
+        form = await read_form(request, settings.max_upload_mb, settings.body_timeout_s)
         try:
-            # Word times for word granularity, and for subtitles cut at words.
-            words = transcriber.has_word_timestamps and (
-                _wants_words(form) or response_format in ("srt", "vtt")
-            )
-            job = batcher.submit(audio, words=words)
+            upload = check_fields(form)
+            response_format = str(form.get("response_format") or "json")
+            if response_format not in FORMATS:
+                raise ApiError(
+                    400,
+                    f"response_format {response_format!r}: expected one of {', '.join(FORMATS)}",
+                    "invalid_value",
+                    "response_format",
+                )
+            _check_options(form, transcriber)
+            name = upload.filename or "file"
+            path = await run_in_threadpool(save_upload, upload)
+        finally:
+            await form.close()  # the spooled upload: its copy is what is read
+        limit = settings.max_audio_seconds
+        try:
+            with removed_after(path):
+                seconds = await run_in_threadpool(header_seconds, path, name, limit)
+                # Admitted or refused before decoding, from the header's length (an upper
+                # bound of its speech): an overload is answered at once, and the requests
+                # behind see this one's audio ahead of them while it is decoded.
+                job = batcher.reserve(seconds, settings.max_wait_s or None)
+                try:
+                    windows, duration = await run_in_threadpool(
+                        decode_upload, transcriber, path, name, limit
+                    )
+                    # Word times for word granularity, and for subtitles cut at words.
+                    words = transcriber.has_word_timestamps and (
+                        _wants_words(form) or response_format in ("srt", "vtt")
+                    )
+                    job = batcher.submit_windows(windows, duration, words, job=job)
+                except BaseException:
+                    batcher.release(job)
+                    raise
         except QueueFull as e:
             raise ApiError(
                 503, str(e), "server_busy", headers={"Retry-After": str(e.retry_after)}
             ) from e
-        del audio, data  # the windows hold the samples until decoded
         return job, form
 
     async def _answer(request: Request, job, form) -> Response:
@@ -213,52 +208,19 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
         )
         return Response(body, media_type=media_type)
 
-    async def _read_form(request: Request):
-        """The multipart form; ApiError 413 past max_upload_mb, 400 for a broken form."""
-        limit = int(settings.max_upload_mb * 2**20)
-        too_large = ApiError(
-            413,
-            f"upload larger than {settings.max_upload_mb:g} MB (the server's --max_upload_mb)",
-            "file_too_large",
-            "file",
-        )
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            await _drain(request)
-            raise too_large
-        received = 0
-
-        async def receive():
-            nonlocal received
-            message = await request.receive()
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise _TooLarge()
-            return message
-
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            raise ApiError(
-                400,
-                f"Content-Type {content_type or '(none)'}: expected multipart/form-data "
-                "with the recording in a `file` field",
-                "invalid_request",
-            )
-        try:
-            return await Request(request.scope, receive).form(max_files=4, max_fields=100)
-        except _TooLarge:
-            await _drain(request)
-            raise too_large from None
-        except MultiPartException as e:
-            raise ApiError(400, f"malformed multipart form: {e.message}", "invalid_form") from e
-
     async def models(request: Request) -> Response:
         model = {"id": settings.model_name, "object": "model", "created": created}
         return JSONResponse({"object": "list", "data": [dict(model, owned_by="west")]})
 
     async def health(request: Request) -> Response:
         return JSONResponse(
-            {"status": "ok", "model": settings.model_name, "queue_windows": metrics.queue_windows}
+            {
+                "status": "ok",
+                "model": settings.model_name,
+                "queue_windows": metrics.queue_windows,
+                "queue_seconds": round(metrics.queue_seconds, 2),
+                "throughput": round(metrics.throughput, 3),
+            }
         )
 
     async def metrics_text(request: Request) -> Response:
@@ -275,6 +237,7 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
         return ApiError(exc.status_code, f"{request.url.path}: {exc.detail}", code).response()
 
     return Starlette(
+        middleware=[Middleware(ApiKeys, keys=settings.api_keys, page=STATIC / "index.html")],
         routes=[
             Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
@@ -333,39 +296,13 @@ def _wants_words(form) -> bool:
     return any(value == "word" for key in keys for value in form.getlist(key))
 
 
-def decode_upload(data: bytes, name: str):
-    """An upload's bytes -> (T,) float32 16 kHz samples; ApiError 400 naming `name` and the
-    problem (empty, not audio or an unsupported format, silent)."""
-    if not data:
-        raise ApiError(
-            400,
-            f"{name}: empty file (0 bytes); expected an audio or video file",
-            "empty_file",
-            "file",
-        )
-    # load_audio reads paths: the upload goes to a temporary file, with its suffix.
-    suffix = Path(name).suffix if len(Path(name).suffix) <= 10 else ""
-    fd, path = tempfile.mkstemp(prefix="west-upload-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return load_audio(path)
-    except AudioError as e:
-        message = str(e).replace(path, name)
-        code = "silent_audio" if "silent" in message else "invalid_audio"
-        raise ApiError(400, message, code, "file") from e
-    finally:
-        os.unlink(path)
-
-
 async def _disconnected(request: Request) -> None:
     """Return once the client has gone (the body has been read: only disconnects come)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
 
-async def _drain(request: Request) -> None:
-    """Read and drop the rest of the body, so the client gets its answer, not a reset."""
-    with contextlib.suppress(ClientDisconnect, RuntimeError):
-        async for _ in request.stream():
-            pass
+def _drain_seconds(batcher: Batcher) -> int:
+    """Seconds for the queue to drain at the measured throughput (at least 1)."""
+    rate = batcher.throughput
+    return max(1, math.ceil(batcher.queued_seconds / rate)) if rate else 1

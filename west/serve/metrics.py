@@ -56,6 +56,9 @@ class Metrics:
         self.errors: Counter[str] = Counter()  # by kind (the OpenAI error `code`)
         self.in_flight = 0  # requests admitted and not yet answered
         self.queue_windows = 0  # windows waiting for the decoding worker
+        self.queue_seconds = 0.0  # their audio
+        self.dropped = 0  # queued windows dropped (their clients went away)
+        self.throughput = 0.0  # audio seconds decoded per second, as last measured
         self.windows = 0  # windows decoded
         self.audio_seconds = 0.0  # of audio transcribed
         self.batch_sizes = Histogram(BATCH_BUCKETS)
@@ -85,14 +88,19 @@ class Metrics:
             self.requests[status] += 1
             self.errors[error] += 1
 
-    def queued(self, windows: int) -> None:
+    def queued(self, windows: int, seconds: float = 0.0) -> None:
+        """`windows` holding `seconds` of audio joined the queue."""
         with self._lock:
             self.queue_windows += windows
+            self.queue_seconds += seconds
 
-    def batch_decoded(self, size: int, dropped: int = 0) -> None:
-        """A batch of `size` windows left the queue, plus `dropped` ones of gone clients."""
+    def dequeued(self, size: int, dropped: int = 0, seconds: float = 0.0) -> None:
+        """A batch of `size` windows left the queue, or `dropped` ones of gone clients;
+        `seconds`: the audio of all of them."""
         with self._lock:
             self.queue_windows -= size + dropped
+            self.queue_seconds = max(0.0, self.queue_seconds - seconds)
+            self.dropped += dropped
             if size:
                 self.windows += size
                 self.batch_sizes.observe(size)
@@ -142,6 +150,15 @@ class Metrics:
                 "# HELP west_queue_windows Windows of audio waiting for the decoding worker.",
                 "# TYPE west_queue_windows gauge",
                 f"west_queue_windows {self.queue_windows}",
+                "# HELP west_queue_seconds Seconds of audio waiting for the decoding worker.",
+                "# TYPE west_queue_seconds gauge",
+                f"west_queue_seconds {self.queue_seconds:.6g}",
+                "# HELP west_windows_dropped_total Queued windows dropped: their clients left.",
+                "# TYPE west_windows_dropped_total counter",
+                f"west_windows_dropped_total {self.dropped}",
+                "# HELP west_throughput Audio seconds decoded per second of decoding.",
+                "# TYPE west_throughput gauge",
+                f"west_throughput {self.throughput:.6g}",
                 "# HELP west_windows_decoded_total Windows of audio decoded.",
                 "# TYPE west_windows_decoded_total counter",
                 f"west_windows_decoded_total {self.windows}",
