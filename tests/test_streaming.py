@@ -282,3 +282,45 @@ def test_bad_input_is_refused_with_what_was_expected(ctc_transcriber):
     stream.close()
     with pytest.raises(RuntimeError, match="closed"):
         stream.feed(np.zeros(100, np.float32))
+
+
+def test_silero_runs_on_one_thread_and_leaves_the_callers_setting(recording):
+    """Silero's tiny per-frame ops run on one torch thread (west.data.vad.one_thread); the
+    calling thread's thread count is back as it was after, in the main thread and in another
+    (west-serve runs the VAD in its upload threads, beside a decoding thread that keeps its
+    own count), and the probabilities are the same whatever the caller's count."""
+    import concurrent.futures
+
+    import torch
+
+    import west.data.vad as vad
+
+    audio, _ = recording
+    frames = audio[: len(audio) // vad.FRAME * vad.FRAME].reshape(-1, vad.FRAME)
+    detector = vad.speech_detector()
+    seen = []
+    original = detector._net
+
+    def spy(x, state):
+        seen.append(torch.get_num_threads())
+        return original(x, state)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        detector._net = spy
+        detector.reset()
+        main = detector.probabilities(frames)
+        assert torch.get_num_threads() == 2 and set(seen) == {1}
+
+        def in_a_thread():
+            detector.reset()
+            return detector.probabilities(frames), torch.get_num_threads()
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            other, threads_after = pool.submit(in_a_thread).result()
+        assert threads_after == 2 and torch.get_num_threads() == 2
+        np.testing.assert_array_equal(main, other)
+    finally:
+        detector._net = original
+        torch.set_num_threads(before)

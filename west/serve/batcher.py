@@ -60,6 +60,7 @@ import threading
 import time
 
 import numpy as np
+import torch
 
 from west.data.audio import SAMPLE_RATE
 from west.serve.metrics import Metrics
@@ -145,6 +146,10 @@ class Batcher:
         self._paused = False  # a batch is paused while another decodes
         self._paused_seconds = 0.0  # time spent decoding while a batch was paused, in all
         self._turn_until = 0.0  # the resumed batch runs until then before giving way again
+        # The decoding thread keeps the thread count of the thread that built the batcher:
+        # its own setting, made when it starts, so that another thread's (the VAD runs on
+        # one: west.data.vad.one_thread) cannot become its default.
+        self._threads = torch.get_num_threads()
         self._thread = threading.Thread(target=self._run, name="west-decoder", daemon=True)
 
     def start(self) -> Batcher:
@@ -369,6 +374,7 @@ class Batcher:
             return self._take(list(self._jobs))  # [] if all were cancelled meanwhile
 
     def _run(self) -> None:
+        torch.set_num_threads(self._threads)
         while (batch := self._next_batch()) is not None:
             if not batch:  # the partials' turn (or all windows were cancelled)
                 self._decode_partials()
