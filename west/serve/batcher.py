@@ -336,16 +336,16 @@ class Batcher:
             rounds += 1
             for job in jobs:
                 if job.queue and len(batch) < self.max_batch_size:
-                    batch.append((job, job.queue.popleft()[0]))
-        seconds = 0.0
+                    window = job.queue.popleft()[0]
+                    job.queued_seconds -= window_seconds(window)
+                    batch.append((job, window))
         for job in dict.fromkeys(job for job, _ in batch):
-            taken = sum(window_seconds(w) for j, w in batch if j is job)
-            job.queued_seconds = max(0.0, job.queued_seconds - taken) if job.queue else 0.0
-            seconds += taken
             if job.queue:
                 self._jobs.move_to_end(job)
             else:
+                job.queued_seconds = 0.0  # no rounding left behind
                 del self._jobs[job]
+        seconds = sum(window_seconds(w) for _, w in batch)
         self._windows -= len(batch)
         self.metrics.dequeued(len(batch), 0, seconds)
         return batch

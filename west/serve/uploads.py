@@ -37,7 +37,7 @@ import numpy as np
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from west.data.audio import SAMPLE_RATE, AudioError, AudioTooLong, audio_info, stream_audio
 from west.serve.errors import ApiError
@@ -104,8 +104,6 @@ async def read_form(request: Request, max_upload_mb: float, body_timeout_s: floa
         return await Request(request.scope, receive).form(max_files=4, max_fields=100)
     except _BodyLimit as e:
         raise e.error from None
-    except ClientDisconnect:
-        raise
     except (HTTPException, MultiPartException) as e:
         detail = getattr(e, "detail", None) or getattr(e, "message", str(e))
         raise ApiError(400, f"malformed multipart form: {detail}", "invalid_form") from e
