@@ -19,6 +19,7 @@ import torch
 from west.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from west.config import PATH_FIELDS, ModelArguments, config_path
 from west.models.build import build_model
+from west.models.quantize import quantize_model
 from west.models.speech_llm import SpeechLLM
 from west.transcriber import Transcriber
 
@@ -116,12 +117,14 @@ def load_model(
     model_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    quantize: str = "none",
     **overrides,
 ) -> SpeechLLM:
     """Build a model from a checkpoint folder's `west_config.json` (plus overrides).
 
     `model_dir` supplies the configuration and the trained weights (`model.safetensors`);
-    without it, `overrides` must name the encoder, LLM and projector weights.
+    without it, `overrides` must name the encoder, LLM and projector weights. `quantize`
+    "int8": int8 Linear weights for decoding on CPU (west.models.quantize).
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     weights = overrides.get("projector_model_path")
@@ -138,7 +141,7 @@ def load_model(
     model = build_model(config, llm_dtype=dtype)
     model.projector.to(dtype)
     model.encoder.to(dtype)
-    return model.to(device).eval()
+    return quantize_model(model.to(device).eval(), quantize)
 
 
 def load(
@@ -146,6 +149,7 @@ def load(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
     *,
+    quantize: str = "none",
     num_beams: int | None = None,
     batch_size: int = 8,
     max_new_tokens: int | None = None,
@@ -174,7 +178,7 @@ def load(
             f"{Path(model_dir) / WEIGHTS_NAME}: no such file; expected a checkpoint folder "
             "written by west-train or a folder written by west-export"
         )
-    model = load_model(model_dir, device=device, dtype=dtype, **overrides)
+    model = load_model(model_dir, device=device, dtype=dtype, quantize=quantize, **overrides)
     transcriber = Transcriber(
         model,
         num_beams,

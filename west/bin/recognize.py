@@ -28,6 +28,7 @@ from west.config import ENGINES, DecodeConf
 from west.data.dataset import read_data, validate
 from west.decode import recognize
 from west.loader import load_model
+from west.models.quantize import QUANTIZATIONS
 from west.utils import decode_argv
 
 logger = logging.getLogger("west.recognize")
@@ -83,7 +84,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="default: cuda:LOCAL_RANK when there is a GPU, else cpu; `cuda` under torchrun "
         "means each rank's own GPU",
     )
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_precision_flags(p)
     p.add_argument("--num_workers", type=int, default=0)
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     return p
@@ -142,6 +143,7 @@ def decode(args: argparse.Namespace, device: str) -> None:
         args.model_dir,
         device=device,
         dtype=getattr(torch, args.dtype),
+        quantize=args.quantize,
         llm_model_name_or_path=args.llm_model_name_or_path,
         llm_gguf_file=args.llm_gguf_file,
         whisper_model_name_or_path=args.whisper_model_name_or_path,
@@ -177,6 +179,26 @@ def decode(args: argparse.Namespace, device: str) -> None:
             max_speech_seconds=args.max_speech_seconds,
             max_tokens_per_second=d.max_tokens_per_second,
         )
+
+
+def add_precision_flags(p: argparse.ArgumentParser) -> None:
+    """--dtype and --quantize: the form the weights decode in. Shared by west-recognize,
+    west-transcribe and west-serve."""
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="bfloat16 on a GPU, or on a CPU with native bf16 (AVX512-BF16, AMX) [default: "
+        "float32]",
+    )
+    p.add_argument(
+        "--quantize",
+        default="none",
+        choices=QUANTIZATIONS,
+        help="int8: the LLM's and the encoder's Linear weights in int8 (CPU, float32 only; "
+        "LoRA merged first; west.models.quantize): several times faster on CPU, at a WER cost "
+        "measured in examples/mini/README.md [default: none]",
+    )
 
 
 def add_decoding_flags(p: argparse.ArgumentParser) -> None:

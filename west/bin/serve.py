@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from west.bin.recognize import add_decoding_flags
+from west.bin.recognize import add_decoding_flags, add_precision_flags
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_precision_flags(p)
     p.add_argument(
         "--model_name", help="the id /v1/models lists (default: the model folder's name)"
     )
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model_dir,
             device=args.device,
             dtype=args.dtype,
+            quantize=args.quantize,
             num_beams=args.num_beams,
             batch_size=args.max_batch_size,
             max_new_tokens=args.max_new_tokens,

@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     trainer.save_model(args.output_dir)
     # Every process says what it needed at most: the figure to size GPUs and hosts by.
     logger.warning("process %d of %d: %s", args.process_index, args.world_size, peak_memory())
+    # The processes leave together, each closing its process group: exiting with gloo's
+    # threads still running aborted a process at teardown now and then ("terminate called
+    # without an active exception"), after all the work was saved.
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from west.bin.recognize import add_decoding_flags
+from west.bin.recognize import add_decoding_flags, add_precision_flags
 from west.data.audio import AudioError, audio_info
 from west.data.dataset import DataError
 from west.data.inputs import AudioInput, find_inputs
@@ -91,7 +91,7 @@ def get_parser() -> argparse.ArgumentParser:
         "live transcription cuts them: the same texts as a live stream's finals)",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_precision_flags(p)
     p.add_argument(
         "--skip_bad",
         action="store_true",
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model_dir,
             device=args.device,
             dtype=args.dtype,
+            quantize=args.quantize,
             num_beams=args.num_beams,
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,

@@ -102,21 +102,31 @@ class CTCHead(nn.Module):
         return labels if self.tokens is None else self.tokens[labels]
 
     # ---- scores -------------------------------------------------------------------
+    def token_table(self, embed: nn.Embedding) -> torch.Tensor:
+        """(V', D): the embeddings of the tokens the branch scores (no blank)."""
+        if self.tokens is None and not is_partitioned(embed.weight):
+            return embed.weight
+        # Through the embedding module: under ZeRO-3 its hooks gather the weight.
+        ids = self.tokens
+        if ids is None:
+            ids = torch.arange(self.llm_vocab, device=self.blank.device)
+        return embed(ids)
+
     def table(self, embed: nn.Embedding) -> torch.Tensor:
         """(V' + 1, D): the embeddings of the tokens the branch scores, blank last."""
-        if self.tokens is None and not is_partitioned(embed.weight):
-            weight = embed.weight
-        else:
-            # Through the embedding module: under ZeRO-3 its hooks gather the weight.
-            ids = self.tokens
-            if ids is None:
-                ids = torch.arange(self.llm_vocab, device=self.blank.device)
-            weight = embed(ids)
+        weight = self.token_table(embed)
         return torch.cat([weight, self.blank[None].to(weight.dtype)])
 
     def logits(self, speech: torch.Tensor, embed: nn.Embedding) -> torch.Tensor:
-        """(B, N, D) -> (B, N, V' + 1): similarity to each token embedding, blank last."""
-        return speech.float() @ self.table(embed).float().T
+        """(B, N, D) -> (B, N, V' + 1): similarity to each token embedding, blank last.
+
+        The tokens' and the blank's products are taken apart: the token embeddings are the
+        frozen LLM's, so backward computes no gradient for them (a product over the whole
+        table that a concatenation with the learned blank would ask for: a third of a CTC
+        step's arithmetic)."""
+        x = speech.float()
+        tokens = x @ self.token_table(embed).float().T
+        return torch.cat([tokens, x @ self.blank.float()[:, None]], dim=-1)
 
     def loss(
         self,
@@ -125,8 +135,10 @@ class CTCHead(nn.Module):
         text_ids: torch.Tensor,
         text_lens: torch.Tensor,
         embed: nn.Embedding,
+        logits: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """speech (B, N, D), lens (B,); text_ids (B, L) LLM token ids, text_lens (B,) -> ()."""
+        """speech (B, N, D), lens (B,); text_ids (B, L) LLM token ids, text_lens (B,) -> ().
+        `logits`: this branch's logits of `speech`, when the caller has them already."""
         if self.tokens is not None:
             # Targets as CTC label indices; tokens (or characters) outside the CTC vocabulary
             # (unseen in training, so only in held-out data) are left out of the target.
@@ -152,18 +164,26 @@ class CTCHead(nn.Module):
                 int(text_lens[i]),
                 int(lens[i]),
             )
-        log_probs = self.logits(speech, embed).log_softmax(-1).transpose(0, 1)  # (N, B, V'+1)
+        if logits is None:
+            logits = self.logits(speech, embed)
+        log_probs = logits.log_softmax(-1).transpose(0, 1)  # (N, B, V'+1)
         blank = log_probs.shape[-1] - 1
         return F.ctc_loss(log_probs, text_ids, lens, text_lens, blank=blank, zero_infinity=True)
 
     # ---- what the LLM reads, and joint decoding -----------------------------------
     def compress(
-        self, speech: torch.Tensor, lens: torch.Tensor, embed: nn.Embedding
+        self,
+        speech: torch.Tensor,
+        lens: torch.Tensor,
+        embed: nn.Embedding,
+        logits: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The projected frames as the LLM reads them: (B, N, D) -> (B, N', D), lens (B,)."""
+        """The projected frames as the LLM reads them: (B, N, D) -> (B, N', D), lens (B,).
+        `logits`: this branch's logits of `speech`, when the caller has them already."""
         if self.compression == "none":
             return speech, lens
-        logits = self.logits(speech, embed)
+        if logits is None:
+            logits = self.logits(speech, embed)
         table = self.table(embed).to(speech.dtype) if self.compression == "ctc_soft" else None
         return compress(speech, lens, logits, logits.shape[-1] - 1, table)
 
@@ -174,10 +194,12 @@ class CTCHead(nn.Module):
         embed: nn.Embedding,
         vocab: int,
         stop_ids: list[int],
+        logits: torch.Tensor | None = None,
     ) -> CTCPrefixScorer:
         """CTC prefix scores of these projected frames, for LLM token ids below `vocab` (the
-        LLM's output size, which may exceed its input vocabulary)."""
-        logits = self.logits(speech, embed)
+        LLM's output size, which may exceed its input vocabulary); `logits` as in compress."""
+        if logits is None:
+            logits = self.logits(speech, embed)
         labels = self.token_labels(vocab, speech.device)
         # The best paths' tokens are always candidates.
         best_tokens = [self.best_path(row[: int(n)]) for row, n in zip(logits, lens)]
@@ -227,27 +249,29 @@ def compress(
     speech-to-text and large language model integration"). With a `table` (V + 1, D) (the
     LLM's input embeddings plus the blank) each frame is first replaced by its CTC-posterior
     mix of those embeddings, which puts the speech on the token-embedding manifold the LLM
-    was trained on.
+    was trained on: only the frames kept are mixed (most frames are blank).
     """
-    if table is not None:
-        frames = logits.softmax(-1).to(table.dtype) @ table
     best = logits.argmax(-1)
     rows = []
     for i in range(frames.shape[0]):
         n = int(lens[i])
-        labels, f = best[i, :n], frames[i, :n]
+        labels = best[i, :n]
         keep = labels != blank
         if not bool(keep.any()) and n > 0:
             # All blank: keep the frame most likely to be a token, so the LLM reads something.
             keep = torch.zeros_like(keep)
             keep[logits[i, :n, :blank].max(-1).values.argmax()] = True
+        if table is None:
+            kept = frames[i, :n][keep]
+        else:
+            kept = logits[i, :n][keep].softmax(-1).to(table.dtype) @ table
         starts = torch.ones_like(labels, dtype=torch.bool)
         starts[1:] = labels[1:] != labels[:-1]
         run = (torch.cumsum(starts.long(), 0) - 1)[keep]
         _, group = torch.unique_consecutive(run, return_inverse=True)
         m = int(group.max()) + 1 if group.numel() else 0
-        summed = f.new_zeros(m, f.shape[1]).index_add(0, group, f[keep])
-        count = torch.bincount(group, minlength=m).clamp(min=1).to(f.dtype)
+        summed = kept.new_zeros(m, kept.shape[1]).index_add(0, group, kept)
+        count = torch.bincount(group, minlength=m).clamp(min=1).to(kept.dtype)
         rows.append(summed / count[:, None])
     out_lens = torch.tensor([r.shape[0] for r in rows], device=frames.device)
     out = frames.new_zeros(len(rows), max(int(out_lens.max()), 1), frames.shape[-1])

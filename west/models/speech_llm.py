@@ -117,12 +117,13 @@ class SpeechLLM(nn.Module):
         return speech, lens
 
     def llm_speech(
-        self, speech: torch.Tensor, lens: torch.Tensor
+        self, speech: torch.Tensor, lens: torch.Tensor, ctc_logits: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the LLM reads: the projected frames, or their CTC-compressed form."""
+        """What the LLM reads: the projected frames, or their CTC-compressed form
+        (`ctc_logits`: the CTC branch's logits of `speech`, when computed already)."""
         if self.ctc is None:
             return speech, lens
-        return self.ctc.compress(speech, lens, self.embed_tokens)
+        return self.ctc.compress(speech, lens, self.embed_tokens, ctc_logits)
 
     # ---- sequence assembly ------------------------------------------------------
     def _assemble(
@@ -186,14 +187,18 @@ class SpeechLLM(nn.Module):
         targets = [torch.cat([text_ids[i, : text_lens[i]], end]) for i in range(text_ids.shape[0])]
         out: dict[str, torch.Tensor] = {}
         loss = speech.new_zeros(())
+        # The CTC branch's logits, computed once for its loss and for the compression.
+        ctc_logits = None if self.ctc is None else self.ctc.logits(speech, self.embed_tokens)
         if lm_weight > 0:
-            llm_speech, llm_lens = self.llm_speech(speech, speech_lens)
+            llm_speech, llm_lens = self.llm_speech(speech, speech_lens, ctc_logits)
             inputs, mask, labels = self._assemble(llm_speech, llm_lens, targets, left_pad=False)
             lm_loss = self.lm_loss(inputs, mask, labels)
             out["lm_loss"] = lm_loss.detach()
             loss = loss + lm_weight * lm_loss
         if self.ctc is not None:
-            ctc_loss = self.ctc.loss(speech, speech_lens, text_ids, text_lens, self.embed_tokens)
+            ctc_loss = self.ctc.loss(
+                speech, speech_lens, text_ids, text_lens, self.embed_tokens, ctc_logits
+            )
             out["ctc_loss"] = ctc_loss.detach()
             loss = loss + self.ctc.weight * ctc_loss
         out["loss"] = loss
@@ -278,7 +283,9 @@ class SpeechLLM(nn.Module):
             )
         seconds = audio_seconds(mel_lens, enc_lens)
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
-        llm_speech, llm_lens = self.llm_speech(speech, speech_lens)
+        # The CTC branch's logits, computed once for compression, joint scores and posteriors.
+        ctc_logits = None if self.ctc is None else self.ctc.logits(speech, self.embed_tokens)
+        llm_speech, llm_lens = self.llm_speech(speech, speech_lens, ctc_logits)
         if step_hook is not None:  # between the encoder and the LLM's prefill too
             step_hook()
         # WeST's search reads the shared prompt start once per batch; HF generate needs it per row.
@@ -294,7 +301,9 @@ class SpeechLLM(nn.Module):
             if ignored and not self._warned_ignored:
                 logger.warning("engine 'west' does not apply generation_config %s", ignored)
                 self._warned_ignored = True
-            scorer = self.ctc_prefix_scorer(speech, speech_lens) if ctc_weight > 0 else None
+            scorer = None
+            if ctc_weight > 0:
+                scorer = self.ctc_prefix_scorer(speech, speech_lens, ctc_logits)
             prefix = self.embed_tokens(self.prefix_ids)
             ids = search(
                 self.llm,
@@ -334,7 +343,7 @@ class SpeechLLM(nn.Module):
             return texts
         posteriors = None
         if self.ctc is not None:
-            posteriors = self.ctc.logits(speech, self.embed_tokens).log_softmax(-1).float().cpu()
+            posteriors = ctc_logits.log_softmax(-1).float().cpu()
         return [
             Hypothesis(
                 text,
@@ -371,10 +380,13 @@ class SpeechLLM(nn.Module):
         its input vocabulary (read from the full shape: under ZeRO-3 the weight is a slice)."""
         return max(full_shape(self.llm.get_output_embeddings().weight)[0], self.llm_vocab)
 
-    def ctc_prefix_scorer(self, speech: torch.Tensor, lens: torch.Tensor) -> CTCPrefixScorer:
-        """CTC prefix scores of these projected frames (B, N, D), for LLM token ids."""
+    def ctc_prefix_scorer(
+        self, speech: torch.Tensor, lens: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> CTCPrefixScorer:
+        """CTC prefix scores of these projected frames (B, N, D), for LLM token ids
+        (`logits`: the branch's logits of `speech`, when computed already)."""
         return self.ctc.prefix_scorer(
-            speech, lens, self.embed_tokens, self.output_vocab, self.stop_ids
+            speech, lens, self.embed_tokens, self.output_vocab, self.stop_ids, logits
         )
 
     # ---- optimizer ------------------------------------------------------------------

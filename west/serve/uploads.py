@@ -47,8 +47,9 @@ BODY_MIN_RATE = 16 * 1024  # bytes a second a body must average, past body_timeo
 # OpenAI's text fields: at most one each (a list field may repeat).
 TEXT_FIELDS = ("model", "language", "prompt", "response_format", "temperature", "stream")
 LIST_FIELDS = ("timestamp_granularities[]", "timestamp_granularities")
+# Sent with an answer given before the body was read: the connection cannot be reused.
 CLOSE = {"Connection": "close"}
-_NO_SAMPLES = np.zeros(0, np.float32)  # (not a view: a view would keep its base alive)  # the body is left unread: the connection cannot be reused
+_NO_SAMPLES = np.zeros(0, np.float32)  # not a view: a view would keep its base alive
 
 
 class _BodyLimit(Exception):
