@@ -190,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             print("bfloat16: skipped (no native bf16 on this CPU: slower than float32 here)")
             continue
         dtype = torch.bfloat16 if setting == "bfloat16" else torch.float32
-        quantize = "int8" if setting == "int8" else "none"
-        model = load_model(model_dir, dtype=dtype, quantize=quantize, **overrides)
+        if setting == "int8":
+            overrides["quantize"] = "int8"
+        model = load_model(model_dir, dtype=dtype, **overrides)
+        overrides.pop("quantize", None)
         ctc = 0.5 if model.ctc is not None else 0.0
         for name, beams, weight in (("greedy", 1, 0.0), (f"beam {args.beams}", args.beams, ctc)):
             tr = Transcriber(model, beams, args.batch_size, args.max_new_tokens, ctc_weight=weight)

@@ -3,15 +3,18 @@ family, baked augmentation, the held-out set (Harvard sentences, held-out voices
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import MINI_LOCAL as LOCAL
+from espeak import speak
 from fortune_sentences import clean_sentence, fortune_sentences, split_sentences, transcript
 from prepare_corpus import FAMILIES, HELDOUT, Voices
 from voices import available_voices
@@ -182,3 +185,16 @@ def test_splits_read_fortunes_and_wordnet_in_turn(corpus):
         from_wordnet = sum(t in wordnet for t in txts)
         assert from_fortunes + from_wordnet == len(txts)
         assert abs(from_fortunes - from_wordnet) <= 1, split  # none dropped at this size
+
+
+def test_mbrola_voice_by_file_reads_as_by_name():
+    """espeak.speak names an MBROLA voice by its file (mb/mb-us1): espeak-ng's samples for
+    the voice by name."""
+    text = "Abandon the search for Truth; settle for a good fantasy."
+    for i, voice in enumerate(FAMILIES["mbrola"]):
+        speed, pitch = 130 + 20 * i, 30 + 12 * i
+        cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout"]
+        by_name = subprocess.run(cmd, input=text.encode(), capture_output=True, check=True)
+        expected, rate = sf.read(io.BytesIO(by_name.stdout), dtype="int16")
+        audio, our_rate = speak(text, voice, speed, pitch)
+        assert our_rate == rate and np.array_equal(audio, expected), voice
