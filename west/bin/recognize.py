@@ -195,9 +195,9 @@ def add_precision_flags(p: argparse.ArgumentParser) -> None:
         "--quantize",
         default="none",
         choices=QUANTIZATIONS,
-        help="int8: the LLM's and the encoder's Linear weights in int8 (CPU, float32 only; "
-        "LoRA merged first; west.models.quantize): several times faster on CPU, at a WER cost "
-        "measured in examples/mini/README.md [default: none]",
+        help="int8: an int8 copy of the LLM's Linear weights for the decoding steps (CPU, "
+        "float32 only; LoRA merged first; west.models.quantize): a step about twice as fast, "
+        "WER and speed measured in README.md, 'Decoding on CPU' [default: none]",
     )
 
 
