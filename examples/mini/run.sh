@@ -10,7 +10,7 @@
 # CTC-compressed speech; decoding is joint CTC / LLM (the conf's `decode:` mapping, which
 # travels with the model).
 #
-#   cd examples/mini && ./run.sh                      # everything (37 min on 2 AVX-512 cores)
+#   cd examples/mini && ./run.sh                      # everything (25 min on 2 AVX-512 cores)
 #   ./run.sh --stage 1 --stop_stage 1 --nj 2          # the corpus only
 #   ./run.sh --conf conf/projector_only.yaml --stage 2   # another set-up -> exp/projector_only
 #
