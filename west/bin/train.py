@@ -11,6 +11,7 @@ defaults that later flags override.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import torch
@@ -133,13 +134,23 @@ def main(argv: list[str] | None = None) -> None:
     trainer.save_model(args.output_dir)
     # Every process says what it needed at most: the figure to size GPUs and hosts by.
     logger.warning("process %d of %d: %s", args.process_index, args.world_size, peak_memory())
-    # The processes leave together, each closing its process group: exiting with gloo's
-    # threads still running aborted a process at teardown now and then ("terminate called
-    # without an active exception"), after all the work was saved.
+    # The processes leave together, each closing its process group.
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
+def exit_now() -> None:
+    """Leave without the interpreter's teardown, once everything is written: under torchrun
+    a process aborted there now and then ("terminate called without an active exception",
+    a C++ thread of the communication libraries destroyed while still joinable), after the
+    run had saved its work; torchrun then reported the whole run failed."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     main()
+    exit_now()
