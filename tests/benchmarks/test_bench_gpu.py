@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import subprocess
@@ -26,6 +25,7 @@ from bench_gpu import (
     word_level_tokenizer,
     word_pool,
 )
+from test_bench_decoding import _math_sdpa  # attention torch's FLOP counter sees
 
 from west.models.build import build_model
 
@@ -124,20 +124,6 @@ def test_smoke_decode_runs_every_utterance_to_the_cap(smoke):
 
 
 # ---- the FLOP rule against what torch counts ------------------------------------------------
-
-
-def _math_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
-    """Attention as plain matmuls, which torch's FLOP counter sees (its CPU SDPA it does not)."""
-    if kw.get("enable_gqa") and k.shape[1] != q.shape[1]:
-        k = k.repeat_interleave(q.shape[1] // k.shape[1], 1)
-        v = v.repeat_interleave(q.shape[1] // v.shape[1], 1)
-    s = (q @ k.transpose(-1, -2)) * (scale or 1 / math.sqrt(q.shape[-1]))
-    if is_causal:
-        n, m = q.shape[-2], k.shape[-2]
-        s = s.masked_fill(~torch.ones(n, m, dtype=torch.bool).tril(m - n), float("-inf"))
-    if attn_mask is not None:
-        s = s.masked_fill(~attn_mask, -math.inf) if attn_mask.dtype == torch.bool else s + attn_mask
-    return s.softmax(-1) @ v
 
 
 TRAINED = {
