@@ -7,8 +7,8 @@
 reference's old names).
 
 Parts with several settings are configured as one block (WeNet's `*_conf`):
-`ctc_conf: {weight, vocab, compression}` and `projector_conf: {...}` (the chosen
-projector's constructor arguments). On the command line a block is a JSON mapping,
+`ctc_conf: {weight, vocab, compression}`, `context_conf: {prob, ...}` (biasing lists in
+the prompt) and `projector_conf: {...}` (the chosen projector's constructor arguments). On the command line a block is a JSON mapping,
 `--ctc_conf '{"weight": 1.0}'`; in a `--config` yaml, a mapping.
 """
 
@@ -103,6 +103,54 @@ class CTCConf:
 
 
 @dataclass(frozen=True)
+class ContextConf:
+    """Biasing lists in the prompt (`context_conf`): training teaches the LLM to copy a
+    word from a list when it hears it and to ignore the list when it does not.
+
+    prob: the share of training utterances given a list (0: none, the prompt never holds
+      one: the 2024 reference's set-up);
+    own_prob: each of the utterance's own rare words is in its list with this probability;
+    max_distractors: each list also holds 0 to this many rare words of other transcripts;
+    num_common: the words outside the training transcripts' num_common most frequent are
+      rare (the LibriSpeech biasing benchmark's 5,000);
+    max_tokens: the longest list the prompt takes, in tokens (a longer one is an error);
+    template: the text the list becomes, `{words}` replaced by its entries joined by ", ";
+      it goes before the speech.
+    The lists are shuffled; a list may be empty (the prompt is then as without one).
+    """
+
+    prob: float = 0.0
+    own_prob: float = 0.5
+    max_distractors: int = 50
+    num_common: int = 5000
+    max_tokens: int = 2048
+    template: str = "Hotwords: {words}.\n"
+
+    def __post_init__(self):
+        for name in ("prob", "own_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(
+                    f"context_conf: {name} must be in [0, 1], got {getattr(self, name)!r}"
+                )
+        for name in ("max_distractors", "num_common", "max_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"context_conf: {name} must be an integer >= 0, got {value!r}")
+        if "{words}" not in self.template:
+            raise ValueError(f"context_conf: template {self.template!r} has no {{words}}")
+
+    @classmethod
+    def from_mapping(cls, conf: dict[str, Any]) -> ContextConf:
+        conf = known_keys("context_conf", cls, conf)
+        return cls(**as_numbers("context_conf", conf, ("prob", "own_prob")))
+
+    @property
+    def trained(self) -> bool:
+        """Whether a model trained with this conf has seen lists in its prompt."""
+        return self.prob > 0
+
+
+@dataclass(frozen=True)
 class MaskConf:
     """SpecAugment-style masks on the encoder's output in training (`speech_masking`;
     west.models.masking.mask_frames)."""
@@ -145,7 +193,10 @@ class DecodeConf:
     engine: west (WeST's batched search) or hf (transformers' generate);
     max_new_tokens: per window of at most 28 s;
     max_tokens_per_second: a window's tokens are also capped at this many per second of its
-      audio (+ 10): speech holds 2-5 tokens a second, so text beyond is a loop.
+      audio (+ 10): speech holds 2-5 tokens a second, so text beyond is a loop;
+    hotword_bonus: what each token of a hotword adds to a hypothesis's log-probability in
+      the search (west.models.context), when hotwords are given; 0 leaves them to the
+      prompt (a model trained with context_conf).
     """
 
     num_beams: int = 1
@@ -153,6 +204,7 @@ class DecodeConf:
     engine: str = "west"
     max_new_tokens: int = 200
     max_tokens_per_second: float = 12.0
+    hotword_bonus: float = 2.0
 
     def __post_init__(self):
         if not isinstance(self.num_beams, int) or self.num_beams < 1:
@@ -172,6 +224,8 @@ class DecodeConf:
                 "decode_conf: max_tokens_per_second must be > 0, got "
                 f"{self.max_tokens_per_second!r}"
             )
+        if not self.hotword_bonus >= 0:
+            raise ValueError(f"decode_conf: hotword_bonus must be >= 0, got {self.hotword_bonus!r}")
 
     @classmethod
     def from_mapping(cls, conf: dict[str, Any]) -> DecodeConf:
@@ -179,7 +233,7 @@ class DecodeConf:
         beams = conf.get("num_beams")
         if isinstance(beams, list):  # a recipe's beam sweep: the model decodes with its widest
             conf["num_beams"] = max(beams)
-        numbers = ("ctc_weight", "max_tokens_per_second")
+        numbers = ("ctc_weight", "max_tokens_per_second", "hotword_bonus")
         return cls(**as_numbers("decode_conf", conf, numbers, nullable=("ctc_weight",)))
 
     def resolve(self, has_ctc: bool, **overrides) -> DecodeConf:
@@ -297,6 +351,14 @@ class ModelArguments:
             f"{CTC_VOCABS}, compression {COMPRESSIONS} (what the LLM reads); see CTCConf"
         },
     )
+    context_conf: dict | str | None = field(
+        default_factory=dict,
+        metadata={
+            "help": "biasing lists in the prompt in training, a JSON mapping: prob (share of "
+            "utterances given one; 0 = off), own_prob, max_distractors, num_common, "
+            "max_tokens, template; see ContextConf"
+        },
+    )
     lm_weight: float = field(default=1.0, metadata={"help": "weight of the LLM's LM loss"})
     speech_masking: dict | str | None = field(
         default_factory=dict,
@@ -319,6 +381,8 @@ class ModelArguments:
         self.projector_conf = parse_block("projector_conf", self.projector_conf)
         ctc = CTCConf.from_mapping(parse_block("ctc_conf", self.ctc_conf))
         self.ctc_conf = dataclasses.asdict(ctc)  # every key, as west_config.json shows it
+        context = ContextConf.from_mapping(parse_block("context_conf", self.context_conf))
+        self.context_conf = dataclasses.asdict(context)
         masking = MaskConf.from_mapping(parse_block("speech_masking", self.speech_masking))
         self.speech_masking = dataclasses.asdict(masking)
         decode = DecodeConf.from_mapping(parse_block("decode_conf", self.decode_conf))
@@ -328,6 +392,11 @@ class ModelArguments:
     def masking(self) -> MaskConf:
         """`speech_masking`, typed."""
         return MaskConf(**self.speech_masking)
+
+    @property
+    def context(self) -> ContextConf:
+        """`context_conf`, typed."""
+        return ContextConf(**self.context_conf)
 
     @property
     def ctc(self) -> CTCConf:

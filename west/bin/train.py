@@ -29,6 +29,7 @@ from west.distributed import (
     warn_extension_build_locks,
 )
 from west.models.build import build_model
+from west.models.context import ContextSampler
 from west.trainer import WestTrainer, resume_checkpoint
 from west.utils import yaml_to_argv
 
@@ -76,8 +77,22 @@ def build_data(
             rank=args.process_index,
             world_size=args.world_size,
         )
+    context = None
+    if model.config.context.trained and path == data_args.data_path:
+        # Biasing lists in the prompt (context_conf), drawn from the training transcripts.
+        context = ContextSampler([u.txt for u in utts], model.config.context, seed=args.seed)
+        logger.info(
+            "context_conf: %.0f%% of utterances get a biasing list; %d rare words to draw from",
+            100 * model.config.context.prob,
+            len(context.rare),
+        )
     return SpeechDataset(
-        utts, model.encoder.n_mels, model.tokenizer, model.config.pad_to_30s, cache=cache
+        utts,
+        model.encoder.n_mels,
+        model.tokenizer,
+        model.config.pad_to_30s,
+        cache=cache,
+        context=context,
     )
 
 

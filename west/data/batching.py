@@ -9,7 +9,8 @@ def collate(items: list[dict]) -> dict:
     """Pad a list of dataset items into a batch.
 
     mel (B, n_mels, T) zero-padded + mel_lens (B,), or enc (B, T', D) + enc_lens for cached
-    encoder outputs; text_ids (B, L) zero-padded + text_lens (B,); keys (list).
+    encoder outputs; text_ids (B, L) zero-padded + text_lens (B,); keys (list); context_ids
+    (a list of token id lists) when the items have biasing lists.
     """
     batch: dict = {"keys": [it["key"] for it in items]}
     for name, time_dim in (("mel", -1), ("enc", 0)):
@@ -32,6 +33,8 @@ def collate(items: list[dict]) -> dict:
         for i, x in enumerate(ids):
             text[i, : len(x)] = x
         batch["text_ids"], batch["text_lens"] = text, lens
+    if "context_ids" in items[0]:  # biasing lists' prompt tokens, as lists (may be empty)
+        batch["context_ids"] = [it["context_ids"] for it in items]
     return batch
 
 

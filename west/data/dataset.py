@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 
 from west.data.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, log_mel
 from west.data.kaldi import DataError, read_kaldi_table, text_lines
+from west.models.context import context_text
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +231,8 @@ def validate(
 
 
 class SpeechDataset(torch.utils.data.Dataset):
-    """Utterances -> {"key", "mel" (n_mels, T), "text_ids"} computed on the fly.
+    """Utterances -> {"key", "mel" (n_mels, T), "text_ids"} computed on the fly; with a
+    `context` sampler (context_conf), also "context_ids": a biasing list's prompt tokens.
 
     With `cache` (west.data.cache.EncoderCache, filled beforehand) items hold the frozen
     encoder's frames {"enc" (T', D)} read from it instead of "mel": no audio is loaded.
@@ -242,12 +245,15 @@ class SpeechDataset(torch.utils.data.Dataset):
         tokenizer=None,
         pad_to_30s: bool = False,
         cache=None,
+        context=None,
     ):
         self.utts = utts
         self.n_mels = n_mels
         self.tokenizer = tokenizer
         self.pad_to_30s = pad_to_30s
         self.cache = cache
+        self.context = context  # west.models.context.ContextSampler: training lists
+        self._draws = [0] * len(utts) if context is not None else []
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -270,4 +276,14 @@ class SpeechDataset(torch.utils.data.Dataset):
             item = {"key": u.key, "mel": log_mel(audio, self.n_mels, self.pad_to_30s)}
         if self.tokenizer is not None and u.txt is not None:
             item["text_ids"] = self.tokenizer(u.txt, add_special_tokens=False).input_ids
+            if self.context is not None:
+                item["context_ids"] = self._context_ids(i, u.txt)
         return item
+
+    def _context_ids(self, i: int, txt: str) -> list[int]:
+        """A fresh biasing list for utterance i each time it is read, as prompt tokens
+        (seeded by the sampler's seed, the index and how often it was read)."""
+        self._draws[i] += 1
+        rng = random.Random(f"{self.context.seed}:{i}:{self._draws[i]}")
+        text = context_text(self.context.sample(txt, rng), self.context.conf.template)
+        return self.tokenizer(text, add_special_tokens=False).input_ids if text else []

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache, GenerationConfig
 from transformers.cache_utils import DynamicLayer
 
+from west.models.context import ContextBias
 from west.models.ctc import CTCPrefixScorer
 from west.models.repetition import MAX_PERIOD, MIN_REPEATS, loop_start
 
@@ -198,16 +199,26 @@ class Rows:
 
 
 def greedy_search(
-    rows: Rows, caps: list[int], stop_ids: list[int], loop_guard: bool = True
+    rows: Rows,
+    caps: list[int],
+    stop_ids: list[int],
+    loop_guard: bool = True,
+    context: ContextBias | None = None,
 ) -> list[list[int]]:
     """Argmax decoding; a row that ends (stop token, its cap, or, with `loop_guard`, a
-    repetition loop, cut to its first copy: west.models.repetition) leaves the batch."""
+    repetition loop, cut to its first copy: west.models.repetition) leaves the batch.
+    With `context`, the argmax of log-probabilities plus the hotword bonuses."""
     out: list[list[int]] = [[] for _ in caps]
     live = list(range(len(caps)))  # the utterance each running row belongs to
     stop = torch.tensor(stop_ids, device=rows.logits.device)
+    states = context.initial(live) if context is not None else None
     logits = rows.logits
     while True:
+        if context is not None:
+            logits = F.log_softmax(logits, dim=-1) + context.deltas(states)
         tokens = logits.argmax(-1)
+        if context is not None:
+            states = context.advance(states, tokens.tolist())
         keep = []
         for r, (tok, ended) in enumerate(zip(tokens.tolist(), torch.isin(tokens, stop).tolist())):
             u = live[r]
@@ -224,6 +235,8 @@ def greedy_search(
             index = torch.tensor(keep, device=tokens.device)
             rows.select(index)
             tokens, live = tokens[index], [live[r] for r in keep]
+            if context is not None:
+                states = [states[r] for r in keep]
         logits = rows.step(tokens)
 
 
@@ -235,6 +248,7 @@ def beam_search(
     ctc: CTCPrefixScorer | None = None,
     ctc_weight: float = 0.0,
     loop_guard: bool = True,
+    context: ContextBias | None = None,
 ) -> list[list[int]]:
     """Beam search (HF's default semantics, see module doc); a finished utterance leaves the batch.
     With `loop_guard`, no beam is extended by a token that closes a repetition loop.
@@ -245,6 +259,10 @@ def beam_search(
     With `ctc`, a token's score is (1 - ctc_weight) x the LLM's log-probability + ctc_weight
     x the CTC prefix score it adds (`west.models.ctc`), over the LLM's best tokens
     and the stop tokens; the other tokens are out of the search.
+
+    With `context` (hotwords, west.models.context), each token's score also gets its hotword
+    bonus; with `ctc`, the tokens that continue a hypothesis's hotword match are candidates
+    too, and the LLM's best are ranked with the bonus.
     """
     k, device = num_beams, rows.logits.device
     n_cand = max(2, 1 + len(stop_ids)) * k
@@ -261,19 +279,28 @@ def beam_search(
     fin_lens = torch.zeros_like(run_seqs[:, :, 0])
     fin_ok = torch.zeros_like(run_scores, dtype=torch.bool)
     out: list[list[int]] = [[] for _ in caps]
+    states = context.initial(range(len(caps))) if context is not None else None
     logits, fan = rows.logits, 1
     for t in range(length):
         u, vocab = len(live), logits.shape[-1]
         logp = F.log_softmax(logits, dim=-1)
+        bias = context.deltas(states) if context is not None else None
         if ctc is not None:
             row_utts = live.repeat_interleave(fan)
-            tops = logp.topk(min(n_cand, vocab)).indices
-            # candidates: the LLM's best, the stop tokens, the CTC best path's tokens
+            tops = (logp if bias is None else logp + bias).topk(min(n_cand, vocab)).indices
+            # candidates: the LLM's best, the stop tokens, the CTC best path's tokens (and
+            # the tokens that continue a hotword)
             extra = [stops.expand(len(logp), -1), ctc.best_tokens[row_utts]]
+            if context is not None:
+                extra.append(padded(context.continuations(states), stop_ids[0], device))
             cand = torch.cat([tops, *extra], 1)
             deltas, prefix_r = ctc.score(row_utts, prefix, cand)
             joint = (1 - ctc_weight) * logp.gather(1, cand) + ctc_weight * deltas
+            if bias is not None:
+                joint = joint + bias.gather(1, cand)
             logp = torch.full_like(logp, NEG).scatter(1, cand, joint)
+        elif bias is not None:
+            logp = logp + bias
         logp = logp.view(u, fan, vocab).expand(u, k, vocab)
         top, index = (logp + run_scores[..., None]).reshape(u, k * vocab).topk(n_cand)
         parent, tokens = index // vocab, index % vocab
@@ -312,12 +339,21 @@ def beam_search(
         fin_lens, fin_ok = fin_lens[going], fin_ok[going]
         parents = (going[:, None] * fan + run_parent[going]).flatten()
         rows.select(parents)
+        if context is not None:
+            chosen_tokens = run_seqs[:, :, t].flatten().tolist()
+            states = context.advance([states[p] for p in parents.tolist()], chosen_tokens)
         if ctc is not None:
             chosen = run_seqs[:, :, t].flatten()
             slots = (cand[parents] == chosen[:, None]).int().argmax(1)
             prefix = ctc.advance(prefix, parents, slots, prefix_r, deltas, chosen)
         logits, fan = rows.step(run_seqs[:, :, t].flatten()), k
     return out
+
+
+def padded(rows: list[list[int]], pad: int, device: torch.device) -> torch.Tensor:
+    """Lists of token ids as one (R, max(1, longest)) tensor, padded with `pad`."""
+    width = max(1, max(len(r) for r in rows))
+    return torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
 
 
 def closes_loop(seqs: torch.Tensor, t: int, check: torch.Tensor) -> torch.Tensor:
@@ -349,6 +385,7 @@ def search(
     prefix: torch.Tensor | None = None,
     loop_guard: bool = True,
     step_hook: Callable[[], None] | None = None,
+    context: ContextBias | None = None,
 ) -> list[list[int]]:
     """inputs (B, L, D) left-padded, mask (B, L) -> each utterance's tokens, stop token left out.
 
@@ -356,13 +393,14 @@ def search(
     Utterance i gets at most caps[i] tokens. With `ctc` and ctc_weight > 0, joint CTC / LLM
     scores (greedy is then a beam of 1). `loop_guard` False lets repetition loops run to the
     cap (to compare with transformers' generate, or to measure what the guard does).
-    `step_hook`: called before every decoding step (Rows).
+    `step_hook`: called before every decoding step (Rows). `context`: hotword bonuses
+    (west.models.context), one list per utterance.
     """
     if len(caps) != inputs.shape[0] or min(caps) < 1:
         raise ValueError(f"need one cap >= 1 per utterance, got {caps} for {inputs.shape[0]}")
     rows = Rows(llm, inputs, mask, prefix, step_hook)
     if ctc is not None and ctc_weight > 0:
-        return beam_search(rows, caps, stop_ids, num_beams, ctc, ctc_weight, loop_guard)
+        return beam_search(rows, caps, stop_ids, num_beams, ctc, ctc_weight, loop_guard, context)
     if num_beams == 1:
-        return greedy_search(rows, caps, stop_ids, loop_guard)
-    return beam_search(rows, caps, stop_ids, num_beams, loop_guard=loop_guard)
+        return greedy_search(rows, caps, stop_ids, loop_guard, context)
+    return beam_search(rows, caps, stop_ids, num_beams, loop_guard=loop_guard, context=context)

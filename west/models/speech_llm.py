@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from west.config import ENGINES, ModelArguments
+from west.config import ENGINES, DecodeConf, ModelArguments
 from west.data.audio import HOP_LENGTH, SAMPLE_RATE
 from west.distributed import full_shape, gathered
+from west.models.context import ContextBias, Writable, context_text, hotword_tokens, routes
 from west.models.ctc import CTCHead, CTCPrefixScorer
 from west.models.encoder import WhisperEncoder
 from west.models.llm import Prompt, lora_parameters, stop_token_ids
@@ -76,6 +77,7 @@ class SpeechLLM(nn.Module):
         )
         self.stop_ids = stop_token_ids(llm, tokenizer, prompt)
         self._warned_ignored = False
+        self._ctc_writable: Writable | None = None  # ctc_writable(), built at first use
 
     # ---- properties -------------------------------------------------------------
     @property
@@ -133,11 +135,13 @@ class SpeechLLM(nn.Module):
         text_ids: list[torch.Tensor] | None,
         left_pad: bool,
         with_prefix: bool = True,
+        context_ids: list[list[int]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Build (B, L, D) input embeddings, (B, L) attention mask and (B, L) labels.
 
         `with_prefix=False` leaves out the prompt's start, which every row shares (decoding
-        reads it once for the batch).
+        reads it once for the batch). `context_ids`: each row's biasing-list prompt tokens
+        (context_conf), read right before its speech.
         """
         emb = self.embed_tokens
         dtype = emb.weight.dtype
@@ -145,7 +149,11 @@ class SpeechLLM(nn.Module):
         suffix = emb(self.suffix_ids)
         rows, labels = [], []
         for i in range(speech.shape[0]):
-            parts = [*start, speech[i, : speech_lens[i]].to(dtype), suffix]
+            context = []
+            if context_ids is not None and context_ids[i]:
+                ids = torch.tensor(context_ids[i], dtype=torch.long, device=speech.device)
+                context = [emb(ids)]
+            parts = [*start, *context, speech[i, : speech_lens[i]].to(dtype), suffix]
             n_prompt = sum(p.shape[0] for p in parts)
             label = [torch.full((n_prompt,), IGNORE_ID, dtype=torch.long, device=speech.device)]
             if text_ids is not None:
@@ -174,12 +182,14 @@ class SpeechLLM(nn.Module):
         enc: torch.Tensor | None = None,
         enc_lens: torch.Tensor | None = None,
         lm_weight: float | None = None,
+        context_ids: list[list[int]] | None = None,
         **unused,
     ) -> dict[str, torch.Tensor]:
         """text_ids: (B, L) transcript token ids (no end token), padded; text_lens: (B,).
 
         `lm_weight` overrides the configured one for this batch (0 during a CTC-only warm-up,
-        which then skips the LLM entirely).
+        which then skips the LLM entirely). `context_ids`: biasing lists' prompt tokens per
+        utterance (context_conf), none by default.
         """
         lm_weight = self.config.lm_weight if lm_weight is None else lm_weight
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
@@ -191,7 +201,9 @@ class SpeechLLM(nn.Module):
         ctc_logits = None if self.ctc is None else self.ctc.logits(speech, self.embed_tokens)
         if lm_weight > 0:
             llm_speech, llm_lens = self.llm_speech(speech, speech_lens, ctc_logits)
-            inputs, mask, labels = self._assemble(llm_speech, llm_lens, targets, left_pad=False)
+            inputs, mask, labels = self._assemble(
+                llm_speech, llm_lens, targets, left_pad=False, context_ids=context_ids
+            )
             lm_loss = self.lm_loss(inputs, mask, labels)
             out["lm_loss"] = lm_loss.detach()
             loss = loss + lm_weight * lm_loss
@@ -245,6 +257,9 @@ class SpeechLLM(nn.Module):
         return_hypotheses: bool = False,
         loop_guard: bool = True,
         step_hook: Callable[[], None] | None = None,
+        context: Sequence[Sequence[str] | None] | None = None,
+        hotword_bonus: float = DecodeConf.hotword_bonus,
+        context_route: str = "auto",
         **generate_kwargs,
     ) -> list[str] | list[Hypothesis]:
         """Batched greedy or beam search; returns one transcript per utterance (with
@@ -268,6 +283,13 @@ class SpeechLLM(nn.Module):
         `step_hook`, if given, is called after the encoder and between two decoding steps
         (either engine): the caller may run other work there while this batch waits
         (west.serve.batcher).
+
+        `context`: each utterance's hotwords (a list of words or phrases; None or [] for
+        none). `context_route` (west.models.context.CONTEXT_ROUTES) says where they go: the
+        prompt (a model trained with context_conf reads them before the speech), the search
+        (each matched token adds `hotword_bonus`; engine "west"), both, or "auto" (the
+        prompt if the model was trained so, the search if `hotword_bonus` > 0). Empty lists
+        decode exactly as no lists.
         """
         if engine not in ENGINES:
             raise ValueError(f"unknown decoding engine {engine!r}; known: {ENGINES}")
@@ -282,6 +304,21 @@ class SpeechLLM(nn.Module):
                 "use engine='hf'"
             )
         seconds = audio_seconds(mel_lens, enc_lens)
+        in_prompt, in_search = routes(context_route, self.config.context.trained, hotword_bonus)
+        lists = None
+        if context is not None:
+            batch = len(mel_lens if mel_lens is not None else enc_lens)
+            if len(context) != batch:
+                raise ValueError(f"{len(context)} hotword lists for {batch} utterances")
+            lists = [list(words or []) for words in context]
+            if not any(lists):
+                lists = None  # no hotwords anywhere: exactly the decode without them
+        if lists is not None and in_search and engine != "west":
+            raise ValueError(
+                "hotwords in the search need engine 'west' (or context route 'prompt', for a "
+                "model trained with context_conf)"
+            )
+        context_ids = [self.context_ids(w) for w in lists] if lists and in_prompt else None
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
         # The CTC branch's logits, computed once for compression, joint scores and posteriors.
         ctc_logits = None if self.ctc is None else self.ctc.logits(speech, self.embed_tokens)
@@ -290,7 +327,9 @@ class SpeechLLM(nn.Module):
             step_hook()
         # WeST's search reads the shared prompt start once per batch; HF generate needs it per row.
         shared = engine == "west"
-        inputs, mask, _ = self._assemble(llm_speech, llm_lens, None, True, with_prefix=not shared)
+        inputs, mask, _ = self._assemble(
+            llm_speech, llm_lens, None, True, with_prefix=not shared, context_ids=context_ids
+        )
         caps = [max_new_tokens] * len(llm_lens)
         if tokens_per_speech_vector is not None:
             caps = [min(c, int(tokens_per_speech_vector * n) + 8) for c, n in zip(caps, llm_lens)]
@@ -304,6 +343,15 @@ class SpeechLLM(nn.Module):
             scorer = None
             if ctc_weight > 0:
                 scorer = self.ctc_prefix_scorer(speech, speech_lens, ctc_logits)
+            bias = None
+            if lists and in_search:
+                writable = self.ctc_writable() if scorer is not None else None
+                bias = ContextBias(
+                    [hotword_tokens(self.tokenizer, words, writable) for words in lists],
+                    self.output_vocab,
+                    hotword_bonus,
+                    inputs.device,
+                )
             prefix = self.embed_tokens(self.prefix_ids)
             ids = search(
                 self.llm,
@@ -317,6 +365,7 @@ class SpeechLLM(nn.Module):
                 prefix,
                 loop_guard,
                 step_hook,
+                bias,
             )
         else:
             if step_hook is not None:
@@ -353,6 +402,30 @@ class SpeechLLM(nn.Module):
             )
             for i, (text, row) in enumerate(zip(texts, ids))
         ]
+
+    def ctc_writable(self) -> Writable | None:
+        """The tokens the CTC branch can write, when it is limited to the training
+        transcripts' tokens (`ctc_conf.vocab: train`); None when it can write every token
+        (full vocabulary, or spelt by characters). Built once."""
+        if self.ctc is None or self.ctc.tokens is None or self.ctc.spelling is not None:
+            return None
+        if self._ctc_writable is None:
+            self._ctc_writable = Writable.of(self.tokenizer, self.ctc.tokens.tolist())
+        return self._ctc_writable
+
+    def context_ids(self, words: Sequence[str]) -> list[int]:
+        """The prompt tokens of a biasing list (context_conf's template); a list longer than
+        context_conf max_tokens is an error that says so, never cut."""
+        conf = self.config.context
+        text = context_text(words, conf.template)
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids if text else []
+        if len(ids) > conf.max_tokens:
+            raise ValueError(
+                f"a biasing list of {len(words)} entries is {len(ids)} tokens in the prompt, "
+                f"more than the {conf.max_tokens} the model takes (context_conf max_tokens); "
+                "give fewer, or give them to the search alone (context route 'search')"
+            )
+        return ids
 
     @torch.inference_mode()
     def ctc_texts(

@@ -1,0 +1,280 @@
+"""Hotwords: the words and phrases a user expects, and the bonus the search gives them.
+
+A biasing list reaches the search as token sequences in a prefix tree (WeNet's context
+graph): a hypothesis that writes a hotword token by token gains `bonus` per matched token;
+when the match breaks before the hotword is complete, the bonus gained on it is taken back,
+so only whole hotwords keep theirs. A match that completes a hotword is kept (banked); a
+longer hotword that continues it may still go on matching.
+
+The LLM spells a word differently at the start of its answer and after a space (" Okafor"
+is not "Okafor"), and the user may not write it in the case the model writes: each entry is
+matched in four forms, with and without a leading space, as given and with its first letter's
+case swapped.
+
+Every utterance of a batch may have its own list; their trees live in one node table, each
+utterance starting from its list's root. `ContextBias.deltas` gives the bonus every token
+would add to each running hypothesis, `advance` moves the hypotheses on by the tokens they
+took.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEFAULT_BONUS = 2.0  # log-probability added per matched token (WeNet's context_score, same role)
+
+
+def read_hotwords(value: str | os.PathLike | Sequence[str] | None) -> list[str]:
+    """A user's hotwords: a list of strings, a file (one word or phrase per line, `#`
+    comments and blank lines skipped) or comma-separated text. Entries are stripped, inner
+    spaces collapsed, duplicates dropped (first kept)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if _is_file(path):
+            lines = path.read_text(encoding="utf-8").splitlines()
+            value = [line for line in lines if not line.lstrip().startswith("#")]
+        elif isinstance(value, os.PathLike):
+            raise FileNotFoundError(f"{value}: no such hotwords file")
+        else:
+            value = value.split(",")
+    words = []
+    for i, w in enumerate(value):
+        if not isinstance(w, str):
+            raise TypeError(f"hotword {i}: expected a string, got {type(w).__name__} ({w!r})")
+        w = " ".join(w.split())
+        if w and w not in words:
+            words.append(w)
+    return words
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a long comma-separated list is no path
+        return False
+
+
+def spellings(word: str) -> list[str]:
+    """The forms a hotword is matched in: with and without a leading space, as given and
+    with its first letter's case swapped (no change for scripts without case)."""
+    forms = [word, word[0].swapcase() + word[1:]]
+    return list(dict.fromkeys(f for base in forms for f in (base, " " + base)))
+
+
+@dataclass(frozen=True)
+class Writable:
+    """The tokens a joint CTC search can write (a CTC branch over the training
+    transcripts' tokens, `ctc_conf.vocab: train`): their ids, and the texts of those that
+    decode to whole characters (text -> id)."""
+
+    ids: frozenset[int]
+    texts: dict[str, int]
+
+    @classmethod
+    def of(cls, tokenizer, ids: Sequence[int]) -> Writable:
+        ids = list(ids)
+        texts = tokenizer.batch_decode([[i] for i in ids])
+        whole = {t: i for t, i in zip(texts, ids) if t and "\ufffd" not in t}
+        return cls(frozenset(ids), whole)
+
+
+def hotword_tokens(
+    tokenizer, words: Sequence[str], writable: Writable | None = None
+) -> list[list[int]]:
+    """Each form (`spellings`) of each hotword as LLM token ids, duplicates dropped.
+
+    With `writable` (a joint CTC search that can write only these tokens), a form the
+    tokenizer spells with another token also gets its spelling in the fewest writable
+    ones, when it has one: a name never heard in training (" Lisbon", a token the branch
+    never learned) stays within reach as " Lis" "bon"."""
+    seqs = {}
+    longest = max(map(len, writable.texts), default=0) if writable else 0
+    for w in words:
+        for form in spellings(w):
+            ids = tokenizer(form, add_special_tokens=False).input_ids
+            if ids:
+                seqs[tuple(ids)] = None
+            if writable is not None and not writable.ids.issuperset(ids):
+                other = segment(form, writable.texts, longest)
+                if other:
+                    seqs[tuple(other)] = None
+    return [list(s) for s in seqs]
+
+
+def segment(text: str, pieces: dict[str, int], longest: int) -> list[int] | None:
+    """`text` as the fewest tokens whose texts are `pieces` keys (None: it has no such
+    spelling); `longest`: the longest key."""
+    best: list[list[int] | None] = [[]] + [None] * len(text)
+    for end in range(1, len(text) + 1):
+        for start in range(max(0, end - longest), end):
+            head, piece = best[start], pieces.get(text[start:end])
+            if head is not None and piece is not None:
+                if best[end] is None or len(head) + 1 < len(best[end]):
+                    best[end] = head + [piece]
+    return best[-1]
+
+
+class ContextBias:
+    """The prefix trees of a batch's hotword lists, and each hypothesis's place in its tree.
+
+    A state is a node id. Node n has `score[n]` (bonus gained from its root), `banked[n]`
+    (the part kept whatever comes next: up to the longest complete hotword on its path) and
+    its children {token: node}.
+    """
+
+    def __init__(
+        self,
+        token_lists: Sequence[Sequence[Sequence[int]]],
+        vocab: int,
+        bonus: float = DEFAULT_BONUS,
+        device: torch.device | str = "cpu",
+    ):
+        """token_lists[u]: utterance u's hotwords as token id sequences (hotword_tokens);
+        `vocab`: the LLM's output size. Utterances with the same list share a tree."""
+        if bonus <= 0:
+            raise ValueError(f"hotword bonus must be > 0, got {bonus}")
+        self.bonus = bonus
+        self.children: list[dict[int, int]] = []
+        self.root_of: list[int] = []
+        score, banked = [], []
+        roots: dict[tuple, int] = {}
+        self.root = []  # utterance -> its root node
+        for seqs in token_lists:
+            # A token the LLM cannot write (beyond its output layer) cannot be matched.
+            key = tuple(sorted({tuple(s) for s in seqs if s and max(s) < vocab}))
+            if key not in roots:
+                roots[key] = self._tree(key, score, banked)
+            self.root.append(roots[key])
+        self.unbanked = torch.tensor(score, device=device) - torch.tensor(banked, device=device)
+        tree_roots = list(roots.values())
+        self.tree = {r: i for i, r in enumerate(tree_roots)}
+        # The bonus of every token at each tree's root: where a new match may start.
+        self.root_bonus = torch.zeros(len(tree_roots), vocab, device=device)
+        for i, r in enumerate(tree_roots):
+            first = [t for t in self.children[r] if t < vocab]
+            self.root_bonus[i, first] = bonus
+
+    def _tree(self, seqs: Sequence[Sequence[int]], score: list, banked: list) -> int:
+        root = len(self.children)
+        self.children.append({})
+        self.root_of.append(root)
+        score.append(0.0)
+        banked.append(0.0)
+        ends = set()
+        for seq in seqs:
+            node = root
+            for tok in seq:
+                nxt = self.children[node].get(tok)
+                if nxt is None:
+                    nxt = len(self.children)
+                    self.children.append({})
+                    self.root_of.append(root)
+                    score.append(score[node] + self.bonus)
+                    banked.append(banked[node])
+                    self.children[node][tok] = nxt
+                node = nxt
+            ends.add(node)
+        # banked: the score of the deepest complete hotword on the path (parents come first)
+        for node in range(root, len(self.children)):
+            if node in ends:
+                banked[node] = score[node]
+            for child in self.children[node].values():
+                banked[child] = max(banked[child], banked[node])
+        return root
+
+    def initial(self, utts: Sequence[int]) -> list[int]:
+        """The start state of each utterance in `utts`."""
+        return [self.root[u] for u in utts]
+
+    def deltas(self, states: Sequence[int]) -> torch.Tensor:
+        """(R, V): what each token adds to the score of hypothesis r, in state states[r]:
+        + bonus continuing its match (or starting one), minus the bonus not yet kept when it
+        breaks the match (the stop tokens included)."""
+        device = self.unbanked.device
+        trees = torch.tensor([self.tree[self.root_of[s]] for s in states], device=device)
+        index = torch.tensor(list(states), device=device)
+        out = self.root_bonus[trees] - self.unbanked[index][:, None]
+        for r, s in enumerate(states):
+            if s != self.root_of[s] and self.children[s]:
+                tokens = torch.tensor(list(self.children[s]), device=out.device)
+                out[r, tokens] = self.bonus
+        return out
+
+    def advance(self, states: Sequence[int], tokens: Sequence[int]) -> list[int]:
+        """The states after each hypothesis takes its token."""
+        out = []
+        for s, tok in zip(states, tokens):
+            root = self.root_of[s]
+            nxt = self.children[s].get(tok)
+            if nxt is None:  # the match breaks: a new one may start with this token
+                nxt = self.children[root].get(tok, root)
+            if not self.children[nxt]:  # a whole hotword and nothing longer: start again
+                nxt = root
+            out.append(nxt)
+        return out
+
+    def continuations(self, states: Sequence[int]) -> list[list[int]]:
+        """The tokens that continue each hypothesis's match (none at a root)."""
+        return [[] if s == self.root_of[s] else list(self.children[s]) for s in states]
+
+
+# ---- the prompt route ---------------------------------------------------------------------
+CONTEXT_ROUTES = ("auto", "prompt", "search", "both")
+
+
+def routes(route: str, trained: bool, bonus: float) -> tuple[bool, bool]:
+    """(in the prompt, in the search) for a route of CONTEXT_ROUTES. "auto": the prompt when
+    the model was trained with lists there (context_conf), the search when the bonus is > 0."""
+    if route not in CONTEXT_ROUTES:
+        raise ValueError(f"unknown context route {route!r}; known: {CONTEXT_ROUTES}")
+    if route == "auto":
+        return trained, bonus > 0
+    return route in ("prompt", "both"), route in ("search", "both")
+
+
+def context_text(words: Sequence[str], template: str) -> str:
+    """The prompt text of a biasing list ('' for an empty one)."""
+    return template.replace("{words}", ", ".join(words)) if words else ""
+
+
+class ContextSampler:
+    """Training lists (context_conf): for a share `prob` of utterances, some of their own
+    rare words and 0 to `max_distractors` rare words of other transcripts, shuffled.
+
+    Rare words: those outside the `num_common` most frequent words of the training
+    transcripts (split on spaces; a transcript without spaces, e.g. Chinese, is one word).
+    """
+
+    def __init__(self, texts: Sequence[str], conf, seed: int = 0):
+        counts: dict[str, int] = {}
+        for text in texts:
+            for w in text.split():
+                counts[w] = counts.get(w, 0) + 1
+        ranked = sorted(counts, key=lambda w: (-counts[w], w))
+        self.common = set(ranked[: conf.num_common])
+        self.rare = ranked[conf.num_common :]
+        self.conf = conf
+        self.seed = seed
+
+    def sample(self, text: str, rng) -> list[str]:
+        """A list for this transcript (`rng`: a random.Random)."""
+        conf = self.conf
+        if conf.prob <= 0 or rng.random() >= conf.prob:
+            return []
+        own = list(dict.fromkeys(w for w in text.split() if w not in self.common))
+        words = [w for w in own if rng.random() < conf.own_prob]
+        n = rng.randint(0, min(conf.max_distractors, len(self.rare)))
+        taken = set(own)
+        for w in rng.sample(self.rare, n):
+            if w not in taken:
+                words.append(w)
+                taken.add(w)
+        rng.shuffle(words)
+        return words
