@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from west.data.dataset import SpeechDataset, Utterance
 from west.distributed import barrier, rank_and_world
 from west.models.speech_llm import SpeechLLM
 from west.results import gather_parts, merge, part_path, read_done_keys
-from west.transcriber import Transcriber
+from west.transcriber import Transcriber, merge_hotwords
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ def recognize(
     engine: str = "west",
     max_speech_seconds: float = 30.0,
     max_tokens_per_second: float | None = None,
+    hotwords: list[str] | None = None,
+    hotword_bonus: float | None = None,
+    context_route: str = "auto",
 ) -> dict[str, float]:
     """Decode `utts` into `result_path` as `key text` lines, resuming after a kill.
 
@@ -42,6 +46,9 @@ def recognize(
     `max_speech_seconds` (kept by validate(long_audio="keep")) is cut at pauses into
     windows of at most min(28 s, `max_speech_seconds`) and its window texts joined.
     `max_tokens_per_second` caps each utterance's tokens by its duration (SpeechLLM.generate).
+    Each utterance is decoded with `hotwords` and its own (its data list's "context");
+    `hotword_bonus` (None: the model's decode_conf) and `context_route` say how
+    (SpeechLLM.generate).
 
     In a torch.distributed run (west-recognize under torchrun) rank r of N decodes every
     N-th utterance of that order into its own part file; when all are done, rank 0 merges
@@ -83,6 +90,11 @@ def recognize(
         engine,
         max_speech_seconds,
         max_tokens_per_second,
+        Hotwords(
+            hotwords or [],
+            model.config.decode.hotword_bonus if hotword_bonus is None else hotword_bonus,
+            context_route,
+        ),
     )
     barrier()
     if rank == 0:
@@ -106,6 +118,15 @@ def recognize(
     return stats
 
 
+@dataclass(frozen=True)
+class Hotwords:
+    """What every utterance is decoded with: hotwords, the search's bonus, the route."""
+
+    words: list[str]
+    bonus: float
+    route: str
+
+
 def _decode(
     model: SpeechLLM,
     utts: list[Utterance],
@@ -118,6 +139,7 @@ def _decode(
     engine: str,
     max_speech_seconds: float,
     max_tokens_per_second: float | None,
+    hotwords: Hotwords,
 ) -> dict[str, float]:
     """Append a `key text` line per utterance to `out_path`, flushed per batch."""
     long = [u for u in utts if u.duration > max_speech_seconds]
@@ -143,9 +165,14 @@ def _decode(
                 engine=engine,
                 ctc_weight=ctc_weight,
                 max_tokens_per_second=max_tokens_per_second,
+                hotwords=hotwords.words,
+                hotword_bonus=hotwords.bonus,
+                context_route=hotwords.route,
             )
             wavs, names = [u.wav for u in long], [u.where for u in long]
-            for u, t in zip(long, transcriber.stream(wavs, names=names, progress=False)):
+            contexts = [u.context for u in long]
+            stream = transcriber.stream(wavs, names=names, progress=False, contexts=contexts)
+            for u, t in zip(long, stream):
                 out.write(f"{u.key} {t.text}\n")
                 out.flush()
                 bar.update(1)
@@ -158,6 +185,12 @@ def _decode(
                 ctc_weight=ctc_weight,
                 engine=engine,
                 max_tokens_per_second=max_tokens_per_second,
+                context=[
+                    merge_hotwords(hotwords.words, own)
+                    for own in batch.get("context", [[]] * len(batch["keys"]))
+                ],
+                hotword_bonus=hotwords.bonus,
+                context_route=hotwords.route,
             )
             for key, text in zip(batch["keys"], texts):
                 out.write(f"{key} {' '.join(text.split())}\n")

@@ -157,6 +157,9 @@ def load(
     ctc_weight: float | None = None,
     max_tokens_per_second: float | None = None,
     segmentation: str = "pauses",
+    hotwords: str | os.PathLike | list[str] | None = None,
+    hotword_bonus: float | None = None,
+    context_route: str = "auto",
     **overrides,
 ) -> Transcriber:
     """A Transcriber for a checkpoint or exported folder (west_config.json + model.safetensors).
@@ -164,7 +167,9 @@ def load(
     Decoding settings left as None are the model's own `decode_conf` (the recipe's
     decoding, saved by west-train; west.config.DecodeConf). `segmentation`: how long
     recordings are cut (Transcriber.windows): "pauses" (windows of at most 28 s) or "vad"
-    (utterances, as live transcription cuts them). `overrides` replace saved
+    (utterances, as live transcription cuts them). `hotwords` (a list, a file or
+    comma-separated text) are names and terms to expect in every input; `hotword_bonus` and
+    `context_route` say how they are used (SpeechLLM.generate). `overrides` replace saved
     configuration fields, e.g. `llm_model_name_or_path=` when the LLM lives elsewhere on
     this machine.
     """
@@ -189,6 +194,9 @@ def load(
         ctc_weight=ctc_weight,
         max_tokens_per_second=max_tokens_per_second,
         segmentation=segmentation,
+        hotwords=hotwords,
+        hotword_bonus=hotword_bonus,
+        context_route=context_route,
     )
     d = transcriber.decoding
     logger.info(

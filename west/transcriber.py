@@ -45,6 +45,7 @@ from west.data.audio import (
 from west.data.batching import collate
 from west.data.segment import split_points
 from west.data.vad import FRAME, SileroDetector, speech_detector
+from west.models.context import read_hotwords, routes
 from west.models.speech_llm import Hypothesis, SpeechLLM
 from west.timestamps import Word, word_timestamps
 
@@ -275,6 +276,9 @@ class Transcriber:
         max_tokens_per_second: float | None = None,
         segmentation: str = "pauses",
         speech_only: bool = True,
+        hotwords: str | os.PathLike | Sequence[str] | None = None,
+        hotword_bonus: float | None = None,
+        context_route: str = "auto",
     ):
         if segmentation not in SEGMENTATIONS:
             raise ValueError(f"segmentation {segmentation!r}: expected one of {SEGMENTATIONS}")
@@ -288,7 +292,11 @@ class Transcriber:
             engine=engine,
             ctc_weight=ctc_weight,
             max_tokens_per_second=max_tokens_per_second,
+            hotword_bonus=hotword_bonus,
         )
+        routes(context_route, False, 0.0)  # a bad route fails here, not at the first decode
+        self.hotwords = read_hotwords(hotwords)
+        self.context_route = context_route
         self.engine = self.decoding.engine
         self.ctc_weight = self.decoding.ctc_weight
         self.num_beams = self.decoding.num_beams
@@ -406,13 +414,16 @@ class Transcriber:
         max_new_tokens: int | None = None,
         hypotheses: bool = False,
         step_hook: Callable[[], None] | None = None,
+        context: Sequence[Sequence[str]] | None = None,
     ) -> list[str] | list[Hypothesis]:
         """Decode a list of (T_i,) 16 kHz sample arrays, each at most `window_seconds`
         long, as one batch; one text per array, whitespace collapsed (with `hypotheses`, a
         west.models.speech_llm.Hypothesis: tokens and CTC posteriors too). The batched
         search gives each array the text it would get alone. `step_hook`: called between
-        two decoding steps (SpeechLLM.generate)."""
+        two decoding steps (SpeechLLM.generate). `context`: each array's hotwords, besides
+        this Transcriber's own (`hotwords`)."""
         mel, mel_lens = self.features(samples)
+        lists = [merge_hotwords(self.hotwords, c) for c in (context or [[]] * len(samples))]
         found = self.model.generate(
             mel=mel,
             mel_lens=mel_lens,
@@ -423,12 +434,24 @@ class Transcriber:
             max_tokens_per_second=self.decoding.max_tokens_per_second,
             return_hypotheses=hypotheses,
             step_hook=step_hook,
+            context=lists,
+            hotword_bonus=self.decoding.hotword_bonus,
+            context_route=self.context_route,
         )
         if not hypotheses:
             return [" ".join(t.split()) for t in found]
         for h in found:
             h.text = " ".join(h.text.split())
         return found
+
+    def check_hotwords(self, words: Sequence[str]) -> None:
+        """ValueError, saying why, when these hotwords (with the Transcriber's own) cannot
+        be decoded: a list too long for the prompt (context_conf max_tokens)."""
+        in_prompt, _ = routes(
+            self.context_route, self.model.config.context.trained, self.decoding.hotword_bonus
+        )
+        if in_prompt:
+            self.model.context_ids(merge_hotwords(self.hotwords, words))
 
     @property
     def has_word_timestamps(self) -> bool:
@@ -514,6 +537,7 @@ class Transcriber:
         max_new_tokens: int | None = None,
         progress: bool | None = None,
         word_timestamps: bool = False,
+        hotwords: str | os.PathLike | Sequence[str] | None = None,
     ):
         """Transcribe one input or a list of them.
 
@@ -524,7 +548,9 @@ class Transcriber:
         `word_timestamps` (a model with a CTC branch; ValueError otherwise), Segments
         whatever `return_segments` says, each with its `words` (start, end, confidence).
         With `skip_bad`, a bad input (missing, not audio, silent) is warned about and gives
-        None instead of raising AudioError.
+        None instead of raising AudioError. `hotwords` (a list, a file or comma-separated
+        text: west.models.context.read_hotwords): names and terms to expect in every input,
+        besides the Transcriber's own.
         """
         single = isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor))
         items = [audio] if single else list(audio)
@@ -540,6 +566,7 @@ class Transcriber:
                 max_new_tokens=max_new_tokens,
                 progress=progress,
                 word_timestamps=word_timestamps,
+                hotwords=hotwords,
             )
         ]
         return results[0] if single else results
@@ -557,6 +584,8 @@ class Transcriber:
         progress: bool | None = None,
         group_size: int | None = None,
         word_timestamps: bool = False,
+        hotwords: str | os.PathLike | Sequence[str] | None = None,
+        contexts: Sequence[Sequence[str] | None] | None = None,
     ) -> Iterator[Transcript]:
         """Yield a Transcript per input, in order, decoding `group_size` inputs at a time.
 
@@ -565,9 +594,15 @@ class Transcriber:
         inputs; None shows it for 10 inputs or more when stderr is a terminal.
         `word_timestamps`: fill each Segment's `words` (Transcript.words: all of them);
         ValueError, before anything is decoded, for a model without a CTC branch.
+        `hotwords`: expected in every input; `contexts`: each input's own (besides the
+        Transcriber's `hotwords`).
         """
         if word_timestamps:
             self.check_word_timestamps()
+        common = read_hotwords(hotwords)
+        if contexts is not None and len(contexts) != len(inputs):
+            raise ValueError(f"{len(contexts)} hotword lists for {len(inputs)} inputs")
+        lists = [merge_hotwords(common, c) for c in (contexts or [None] * len(inputs))]
         batch_size = batch_size or self.batch_size
         names = (
             list(names)
@@ -597,7 +632,14 @@ class Transcriber:
                         skipped += 1
                         bar.update(1)
                 segments = self._decode_group(
-                    audios, batch_size, num_beams, max_new_tokens, names[g:], bar, word_timestamps
+                    audios,
+                    batch_size,
+                    num_beams,
+                    max_new_tokens,
+                    names[g:],
+                    bar,
+                    word_timestamps,
+                    lists[g : g + group_size],
                 )
                 for i, (audio, segs) in enumerate(zip(audios, segments)):
                     duration = 0.0 if audio is None else len(audio) / SAMPLE_RATE
@@ -644,9 +686,10 @@ class Transcriber:
         names: list[str],
         bar: tqdm,
         words: bool = False,
+        lists: list[list[str]] | None = None,
     ) -> list[list[Segment]]:
         """Cut each recording into windows, then decode the windows of all of them together
-        (with `words`, their word timestamps too)."""
+        (with `words`, their word timestamps too; `lists`: each recording's hotwords)."""
         segments: list[list[Segment]] = []
         pieces: list[tuple[Window, int]] = []  # (a window to decode, its input)
         left = [0] * len(audios)  # windows still to decode, per input
@@ -671,7 +714,11 @@ class Transcriber:
         for k in range(0, len(pieces), batch_size):
             chunk = pieces[k : k + batch_size]
             found = self.decode_windows(
-                [w.samples for w, _ in chunk], num_beams, max_new_tokens, hypotheses=words
+                [w.samples for w, _ in chunk],
+                num_beams,
+                max_new_tokens,
+                hypotheses=words,
+                context=[lists[i] if lists else [] for _, i in chunk],
             )
             for (w, i), result in zip(chunk, found):
                 self.fill(w, result)
@@ -679,6 +726,11 @@ class Transcriber:
                 if left[i] == 0:
                     bar.update(1)
         return segments
+
+
+def merge_hotwords(*lists: Sequence[str] | None) -> list[str]:
+    """The entries of these lists, in order, duplicates dropped."""
+    return list(dict.fromkeys(w for words in lists if words for w in words))
 
 
 def _default_name(x, i: int) -> str:

@@ -324,3 +324,15 @@ def test_training_reads_lists_in_the_prompt(prompted, utts):
     # Each time an utterance is read, a fresh list.
     lists = {tuple(data[0]["context_ids"]) for _ in range(8)}
     assert len(lists) > 1
+
+
+def test_a_transcriber_checks_a_list_before_decoding(prompted):
+    from west.transcriber import Transcriber
+
+    transcriber = Transcriber(prompted, hotwords=["Okafor"])
+    transcriber.check_hotwords(["Lisbon"])
+    with pytest.raises(ValueError, match="more than the 40 the model takes"):
+        transcriber.check_hotwords([f"name{i}" for i in range(30)])
+    Transcriber(prompted, context_route="search").check_hotwords([f"n{i}" for i in range(30)])
+    with pytest.raises(ValueError, match="unknown context route"):
+        Transcriber(prompted, context_route="prompts")

@@ -8,7 +8,8 @@
         --data_path test.jsonl --result_path text     # 4 processes, one shard each
 
 Utterances longer than --max_speech_seconds are cut at pauses and their window texts
-joined. Decoding settings not given (beam, CTC weight, engine, token limits) are the
+joined. Hotwords (--hotwords, and each utterance's "context" list in a jsonl data list) are
+decoded with a bonus in the search and, for a model trained with context_conf, in the prompt. Decoding settings not given (beam, CTC weight, engine, token limits) are the
 model's own (its decode_conf, saved by west-train from its recipe's `decode:` mapping).
 `--config conf.yaml` reads the yaml's `decode:` mapping (flag: value) as defaults.
 """
@@ -28,6 +29,7 @@ from west.config import ENGINES, DecodeConf
 from west.data.dataset import read_data, validate
 from west.decode import recognize
 from west.loader import load_model
+from west.models.context import CONTEXT_ROUTES, read_hotwords
 from west.models.quantize import QUANTIZATIONS
 from west.utils import decode_argv
 
@@ -64,6 +66,7 @@ def get_parser() -> argparse.ArgumentParser:
         "[default: the model's decode_conf]",
     )
     add_decoding_flags(p)
+    add_hotword_flags(p)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument(
         "--max_speech_seconds",
@@ -156,6 +159,10 @@ def decode(args: argparse.Namespace, device: str) -> None:
         skip_bad=args.skip_bad_data,
         long_audio="cut" if args.cut_long_audio else "keep",
     )
+    try:
+        hotwords = read_hotwords(args.hotwords)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemExit(f"west-recognize: --hotwords: {e}") from None
     d = decoding(args, model.config.decode, model.ctc is not None)
     logger.info(
         "decoding with CTC weight %g, engine %s, at most %d tokens a window and %g a second "
@@ -178,6 +185,9 @@ def decode(args: argparse.Namespace, device: str) -> None:
             engine=d.engine,
             max_speech_seconds=args.max_speech_seconds,
             max_tokens_per_second=d.max_tokens_per_second,
+            hotwords=hotwords,
+            hotword_bonus=d.hotword_bonus,
+            context_route=args.context_route,
         )
 
 
@@ -225,6 +235,31 @@ def add_decoding_flags(p: argparse.ArgumentParser) -> None:
         help="tokens per second of audio (+ 10) a window may get, a bound against runaway "
         "decoding [default: the model's, 12]",
     )
+    p.add_argument(
+        "--hotword_bonus",
+        type=float,
+        help="what each matched token of a hotword adds to a hypothesis's log-probability "
+        "in the search; 0: hotwords go to the prompt alone [default: the model's, 2]",
+    )
+
+
+def add_hotword_flags(p: argparse.ArgumentParser) -> None:
+    """--hotwords and --context_route. Shared by west-recognize, west-transcribe and
+    west-serve."""
+    p.add_argument(
+        "--hotwords",
+        help="names and terms to expect: a file (one word or phrase per line, # comments) "
+        "or the words, comma-separated; west-recognize also reads each utterance's own from "
+        'its data list\'s "context" (a list of strings)',
+    )
+    p.add_argument(
+        "--context_route",
+        default="auto",
+        choices=CONTEXT_ROUTES,
+        help="where hotwords go: the prompt (a model trained with context_conf), the search "
+        "(a bonus per matched token), both, or auto: the prompt for a model trained so, the "
+        "search when --hotword_bonus > 0 [default: auto]",
+    )
 
 
 def decoding(args: argparse.Namespace, conf: DecodeConf, has_ctc: bool) -> DecodeConf:
@@ -235,6 +270,7 @@ def decoding(args: argparse.Namespace, conf: DecodeConf, has_ctc: bool) -> Decod
         engine=args.engine,
         max_new_tokens=args.max_new_tokens,
         max_tokens_per_second=args.max_tokens_per_second,
+        hotword_bonus=args.hotword_bonus,
     )
 
 

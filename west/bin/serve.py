@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from west.bin.recognize import add_decoding_flags, add_precision_flags
+from west.bin.recognize import add_decoding_flags, add_hotword_flags, add_precision_flags
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -131,6 +131,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--num_beams", type=int, help="beam size (1 = greedy) [default: the model's decode_conf]"
     )
     add_decoding_flags(p)
+    add_hotword_flags(p)
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     return p
 
@@ -169,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
             engine=args.engine,
             ctc_weight=args.ctc_weight,
             max_tokens_per_second=args.max_tokens_per_second,
+            hotwords=args.hotwords,
+            hotword_bonus=args.hotword_bonus,
+            context_route=args.context_route,
         )
+        transcriber.check_hotwords([])  # the server's own list must fit the prompt
     except (FileNotFoundError, ValueError) as e:  # no config, or weights that do not fit
         logging.getLogger("west.serve").error("%s", e)
         return 1

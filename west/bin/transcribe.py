@@ -30,6 +30,8 @@ which these formats then use, with a warning.
 
 The model decodes as its recipe did (beam, joint CTC weight, token limits: its
 decode_conf, which west-train saves); flags such as --beam and --ctc_weight override it.
+--hotwords names.txt (or --hotwords "Okafor,Lisbon") biases every input towards those names
+and terms (west.models.context).
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ from pathlib import Path
 
 import torch
 
-from west.bin.recognize import add_decoding_flags, add_precision_flags
+from west.bin.recognize import add_decoding_flags, add_hotword_flags, add_precision_flags
 from west.data.audio import AudioError, audio_info
 from west.data.dataset import DataError
 from west.data.inputs import AudioInput, find_inputs
 from west.loader import load
+from west.models.context import read_hotwords
 from west.subtitles import FORMATS, record, write
 from west.transcriber import SEGMENTATIONS
 
@@ -81,6 +84,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="beam size (1 = greedy) [default: the model's decode_conf]",
     )
     add_decoding_flags(p)
+    add_hotword_flags(p)
     p.add_argument("--batch_size", type=int, default=8, help="windows decoded together")
     p.add_argument(
         "--segmentation",
@@ -133,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", problem)
         return 1
     try:
+        hotwords = read_hotwords(args.hotwords)
+    except (OSError, UnicodeDecodeError) as e:
+        logger.error("--hotwords: %s", e)
+        return 1
+    try:
         model = load(
             args.model_dir,
             device=args.device,
@@ -145,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             ctc_weight=args.ctc_weight,
             max_tokens_per_second=args.max_tokens_per_second,
             segmentation=args.segmentation,
+            hotwords=hotwords,
+            hotword_bonus=args.hotword_bonus,
+            context_route=args.context_route,
             llm_model_name_or_path=args.llm_model_name_or_path,
             whisper_model_name_or_path=args.whisper_model_name_or_path,
         )

@@ -10,7 +10,8 @@ def collate(items: list[dict]) -> dict:
 
     mel (B, n_mels, T) zero-padded + mel_lens (B,), or enc (B, T', D) + enc_lens for cached
     encoder outputs; text_ids (B, L) zero-padded + text_lens (B,); keys (list); context_ids
-    (a list of token id lists) when the items have biasing lists.
+    (a list of token id lists) when the items have biasing lists; context (a list of
+    hotword lists) when some item has hotwords.
     """
     batch: dict = {"keys": [it["key"] for it in items]}
     for name, time_dim in (("mel", -1), ("enc", 0)):
@@ -35,6 +36,8 @@ def collate(items: list[dict]) -> dict:
         batch["text_ids"], batch["text_lens"] = text, lens
     if "context_ids" in items[0]:  # biasing lists' prompt tokens, as lists (may be empty)
         batch["context_ids"] = [it["context_ids"] for it in items]
+    if any("context" in it for it in items):  # the data list's hotwords, [] where none
+        batch["context"] = [it.get("context") or [] for it in items]
     return batch
 
 

@@ -1,4 +1,5 @@
-"""Reading and validating data lists: jsonl (`{"key", "wav", "txt"}`) and Kaldi data dirs.
+"""Reading and validating data lists: jsonl (`{"key", "wav", "txt"}`, optionally "context":
+a list of hotwords for that utterance) and Kaldi data dirs.
 
 Every problem is reported with the file, the line (or key) and what was expected. `DataError`
 and the `<key> <value>` reader come from west.data.kaldi, which needs no torch.
@@ -36,6 +37,7 @@ class Utterance:
     line: int  # 1-based line number in `source` (for Kaldi dirs: in wav.scp)
     duration: float = 0.0
     cut_seconds: float | None = None  # the audio is cut to this length (--cut_long_audio)
+    context: list[str] | None = None  # its biasing list (jsonl "context"): hotwords to decode with
 
     @property
     def where(self) -> str:
@@ -67,8 +69,17 @@ def read_jsonl(path: str | Path) -> list[Utterance]:
         txt = obj.get("txt")
         if txt is not None and not isinstance(txt, str):
             raise DataError(f'{path}:{n}: "txt" must be a string, got {type(txt).__name__}')
+        context = obj.get("context")
+        if context is not None and (
+            not isinstance(context, list) or not all(isinstance(w, str) for w in context)
+        ):
+            raise DataError(
+                f'{path}:{n}: "context" must be a list of strings (hotwords), got {context!r}'
+            )
         key = obj.get("key") or Path(obj["wav"]).stem
-        utts.append(Utterance(str(key), _resolve(obj["wav"], path), txt, str(path), n))
+        utts.append(
+            Utterance(str(key), _resolve(obj["wav"], path), txt, str(path), n, context=context)
+        )
     return utts
 
 
@@ -232,7 +243,8 @@ def validate(
 
 class SpeechDataset(torch.utils.data.Dataset):
     """Utterances -> {"key", "mel" (n_mels, T), "text_ids"} computed on the fly; with a
-    `context` sampler (context_conf), also "context_ids": a biasing list's prompt tokens.
+    `context` sampler (context_conf), also "context_ids": a biasing list's prompt tokens;
+    "context": the utterance's own hotwords, when its data list gives them.
 
     With `cache` (west.data.cache.EncoderCache, filled beforehand) items hold the frozen
     encoder's frames {"enc" (T', D)} read from it instead of "mel": no audio is loaded.
@@ -278,6 +290,8 @@ class SpeechDataset(torch.utils.data.Dataset):
             item["text_ids"] = self.tokenizer(u.txt, add_special_tokens=False).input_ids
             if self.context is not None:
                 item["context_ids"] = self._context_ids(i, u.txt)
+        if u.context is not None:
+            item["context"] = u.context
         return item
 
     def _context_ids(self, i: int, txt: str) -> list[int]:

@@ -20,6 +20,7 @@ took.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,11 @@ def read_hotwords(value: str | os.PathLike | Sequence[str] | None) -> list[str]:
         if _is_file(path):
             lines = path.read_text(encoding="utf-8").splitlines()
             value = [line for line in lines if not line.lstrip().startswith("#")]
-        elif isinstance(value, os.PathLike):
-            raise FileNotFoundError(f"{value}: no such hotwords file")
+        elif isinstance(value, os.PathLike) or _looks_like_file(str(value)):
+            raise FileNotFoundError(
+                f"{value}: no such hotwords file; expected a file of one word or phrase per "
+                "line, or the words themselves, comma-separated"
+            )
         else:
             value = value.split(",")
     words = []
@@ -52,6 +56,11 @@ def read_hotwords(value: str | os.PathLike | Sequence[str] | None) -> list[str]:
         if w and w not in words:
             words.append(w)
     return words
+
+
+def _looks_like_file(value: str) -> bool:
+    """A value that can only be meant as a file: a path start or a list-file suffix."""
+    return value.startswith(("/", "./", "../", "~")) or value.endswith((".txt", ".lst"))
 
 
 def _is_file(path: Path) -> bool:
@@ -278,3 +287,25 @@ class ContextSampler:
                 taken.add(w)
         rng.shuffle(words)
         return words
+
+
+MAX_PHRASE_WORDS = 4  # a longer entry of a free-text prompt is running text, not a name
+
+
+def prompt_hotwords(prompt: str) -> list[str]:
+    """OpenAI's free-text `prompt` read as hotwords: entries separated by commas,
+    semicolons or new lines ("Okafor, Lisbon, route 66"). An entry of more than
+    MAX_PHRASE_WORDS words is running text: it gives only its words after the first that
+    hold a capital letter or a digit (names, numbers), so that "the" and "of" get no bonus."""
+    out = []
+    for entry in re.split(r"[,;\n]", prompt):
+        words = [w.strip(PUNCTUATION) for w in entry.split()]
+        words = [w for w in words if w]
+        if len(words) > MAX_PHRASE_WORDS:
+            out += [w for w in words[1:] if any(c.isupper() or c.isdigit() for c in w)]
+        elif words:
+            out.append(" ".join(words))
+    return read_hotwords(out)
+
+
+PUNCTUATION = ' \t.!?:"()[]{}«»“”‘’'

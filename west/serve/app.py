@@ -7,7 +7,8 @@ work, without pydantic in the request path. The errors follow OpenAI's shape,
 
 Routes:
   POST /v1/audio/transcriptions  multipart: file (required), model, language, prompt,
-                                 response_format, temperature, timestamp_granularities[];
+                                 response_format, temperature, timestamp_granularities[],
+                                 hotwords (WeST's);
                                  other fields are ignored, as OpenAI clients expect
   GET  /v1/models                the one model served
   GET  /health                   {"status": "ok", ...} while the server answers
@@ -16,9 +17,13 @@ Routes:
                                  protocol (?intent=transcription; west.serve.realtime)
   GET  /                         the demo page (static/index.html)
 
-The model's prompt is fixed by its training and its decoding is deterministic, so
-`prompt`, `language` and `temperature` are checked and then have no effect (`language` is
-echoed in verbose_json); any `model` name is accepted (clients send `whisper-1`).
+`prompt` is read as hotwords (names and terms to expect: "Okafor, Lisbon"; running text
+gives its capitalised words and numbers; west.models.context.prompt_hotwords), as is WeST's
+own `hotwords` field; they are decoded with a bonus in the search and, for a model trained
+with context_conf, in the prompt, besides the server's --hotwords. The decoding is
+deterministic, so `language` and `temperature` are checked and then have no effect
+(`language` is echoed in verbose_json); any `model` name is accepted (clients send
+`whisper-1`).
 Uploads are read and decoded under limits (west.serve.uploads: every bad request is a
 4xx), in a thread pool, outside the model's worker; the batcher takes the requests in turn
 and refuses, with 503 and Retry-After, one that would wait longer than --max_wait_s
@@ -45,6 +50,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from west.models.context import prompt_hotwords, read_hotwords
 from west.serve.auth import ApiKeys
 from west.serve.batcher import Batcher, QueueFull
 from west.serve.errors import ApiError
@@ -154,6 +160,7 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
                     "response_format",
                 )
             _check_options(form, transcriber)
+            hotwords = _hotwords(form, transcriber)
             name = upload.filename or "file"
             path = await run_in_threadpool(save_upload, upload)
         finally:
@@ -174,7 +181,9 @@ def create_app(transcriber: Transcriber, settings: ServeSettings | None = None) 
                     words = transcriber.has_word_timestamps and (
                         _wants_words(form) or response_format in ("srt", "vtt")
                     )
-                    job = batcher.submit_windows(windows, duration, words, job=job)
+                    job = batcher.submit_windows(
+                        windows, duration, words, job=job, hotwords=hotwords
+                    )
                 except BaseException:
                     batcher.release(job)
                     raise
@@ -288,6 +297,31 @@ def _check_options(form, transcriber: Transcriber | None = None) -> None:
         raise ApiError(
             400, "streaming is not supported; send stream=false", "invalid_value", "stream"
         )
+
+
+def _hotwords(form, transcriber: Transcriber) -> list[str]:
+    """The request's hotwords: OpenAI's `prompt` (west.models.context.prompt_hotwords) and
+    WeST's `hotwords` fields (each a word or phrase, or several comma-separated); a 400
+    for a list the model cannot take."""
+    words = prompt_hotwords(str(form.get("prompt") or ""))
+    for value in form.getlist("hotwords") + form.getlist("hotwords[]"):
+        words += read_hotwords(str(value).split(","))
+    words = list(dict.fromkeys(words))
+    if len(words) > MAX_REQUEST_HOTWORDS:
+        raise ApiError(
+            400,
+            f"{len(words)} hotwords: at most {MAX_REQUEST_HOTWORDS} a request",
+            "invalid_value",
+            "hotwords",
+        )
+    try:
+        transcriber.check_hotwords(words)
+    except ValueError as e:
+        raise ApiError(400, str(e), "invalid_value", "prompt") from None
+    return words
+
+
+MAX_REQUEST_HOTWORDS = 5000
 
 
 def _wants_words(form) -> bool:

@@ -90,6 +90,7 @@ class Job:
     words: bool = False  # word timestamps wanted (a model with a CTC branch)
     queue: collections.deque = dataclasses.field(default_factory=collections.deque)
     queued_seconds: float = 0.0  # audio of the windows in `queue`
+    hotwords: list[str] = dataclasses.field(default_factory=list)  # the request's own
 
     @property
     def segments(self) -> list[Segment]:
@@ -216,11 +217,17 @@ class Batcher:
             )
 
     def submit(
-        self, audio: np.ndarray, words: bool = False, max_wait_s: float | None = None
+        self,
+        audio: np.ndarray,
+        words: bool = False,
+        max_wait_s: float | None = None,
+        hotwords: list[str] | None = None,
     ) -> Job:
         """Queue (T,) 16 kHz `audio`'s windows (Transcriber.windows); see submit_windows."""
         windows = self.transcriber.windows(audio)
-        return self.submit_windows(windows, len(audio) / SAMPLE_RATE, words, max_wait_s)
+        return self.submit_windows(
+            windows, len(audio) / SAMPLE_RATE, words, max_wait_s, hotwords=hotwords
+        )
 
     def reserve(self, seconds: float, max_wait_s: float | None = None) -> Job:
         """Admit a request whose recording is `seconds` long before it is decoded (west-
@@ -246,8 +253,10 @@ class Batcher:
         words: bool = False,
         max_wait_s: float | None = None,
         job: Job | None = None,
+        hotwords: list[str] | None = None,
     ) -> Job:
-        """Queue a recording's windows (those not `silent`); `duration`: its seconds.
+        """Queue a recording's windows (those not `silent`); `duration`: its seconds;
+        `hotwords`: the request's own (besides the server's).
 
         With `words`, its Segments get word timestamps (Transcriber.fill). Raises QueueFull
         when the windows do not fit in `max_queue`, or, with `max_wait_s`, when the
@@ -262,6 +271,7 @@ class Batcher:
                 job.queued_seconds = 0.0
             else:
                 job = Job(windows, duration, left=len(todo), words=words)
+            job.hotwords = list(hotwords or [])
             if self._closing:
                 raise RuntimeError("the decoding worker is shutting down")
             queued = sum(j.queued_seconds for j in self._jobs)
@@ -418,7 +428,10 @@ class Batcher:
         start, paused = time.monotonic(), self._paused_seconds
         try:
             texts = self.transcriber.decode_windows(
-                [w.samples for _, w in batch], hypotheses=words, step_hook=step_hook
+                [w.samples for _, w in batch],
+                hypotheses=words,
+                step_hook=step_hook,
+                context=[job.hotwords for job, _ in batch],
             )
         except Exception as e:  # a failing batch fails its requests, not the server
             logger.exception("decoding a batch of %d windows failed", len(batch))

@@ -16,7 +16,8 @@ The client events understood:
             "rate": R}, "transcription": {...}, "turn_detection": {...} | null}}}
       answered by transcription_session.updated / session.updated (the full settings).
       "pcm16" is 24 kHz, OpenAI's rate; any rate R from 8 to 48 kHz is accepted.
-      Transcription model, language and prompt are echoed, without effect (as over HTTP).
+      Transcription model and language are echoed, without effect (as over HTTP); its
+      prompt is read as hotwords, as over HTTP, and so is WeST's own `hotwords` list.
   input_audio_buffer.append  {"audio": base64 little-endian 16-bit mono PCM at the rate}
   input_audio_buffer.commit  end the current utterance now (with turn_detection null, the
                              only way one ends)
@@ -69,6 +70,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from west.models.context import prompt_hotwords, read_hotwords
 from west.serve.batcher import Batcher
 from west.serve.metrics import Metrics
 from west.streaming import (
@@ -112,6 +114,7 @@ class SessionConfig:
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     transcription: dict = dataclasses.field(default_factory=dict)
+    hotwords: list[str] = dataclasses.field(default_factory=list)  # its prompt's and own
 
     def _turn_detection(self) -> dict | None:
         if not self.turn_detection:
@@ -193,11 +196,29 @@ def parse_update(session, config: SessionConfig) -> SessionConfig:
     if transcription is not _MISSING:
         transcription = _object(transcription or {}, names[1])
         new.transcription = {
-            k: v for k, v in transcription.items() if k in ("model", "language", "prompt")
+            k: v
+            for k, v in transcription.items()
+            if k in ("model", "language", "prompt", "hotwords")
         }
+        new.hotwords = session_hotwords(new.transcription, names[1])
     if turn is not _MISSING:
         _parse_turn_detection(turn, new, names[2])
     return new
+
+
+def session_hotwords(transcription: dict, param: str) -> list[str]:
+    """The hotwords of a session's transcription settings: its `prompt` read as OpenAI's
+    HTTP `prompt` is (west.models.context.prompt_hotwords), and WeST's `hotwords` (a list
+    of strings); ProtocolError for other types."""
+    prompt = transcription.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise ProtocolError(f"{param}.prompt must be a string", "invalid_value", f"{param}.prompt")
+    own = transcription.get("hotwords") or []
+    if not isinstance(own, list) or not all(isinstance(w, str) for w in own):
+        raise ProtocolError(
+            f"{param}.hotwords must be a list of strings", "invalid_value", f"{param}.hotwords"
+        )
+    return list(dict.fromkeys(prompt_hotwords(prompt) + read_hotwords(own)))
 
 
 def _object(value, param: str) -> dict:
@@ -343,7 +364,7 @@ class RealtimeSession:
     def _decode(self, audio: np.ndarray) -> concurrent.futures.Future:
         """Queue an utterance on the batcher: a Future of its text (cancelling it cancels
         the job). QueueFull propagates: the Stream fails that utterance."""
-        job = self.batcher.submit(audio)
+        job = self.batcher.submit(audio, hotwords=self.config.hotwords)
         text: concurrent.futures.Future = concurrent.futures.Future()
 
         def done(f: concurrent.futures.Future) -> None:
@@ -461,6 +482,10 @@ class RealtimeSession:
 
     async def _update(self, kind: str, session) -> None:
         new = parse_update(session, self.config)
+        try:
+            self.batcher.transcriber.check_hotwords(new.hotwords)
+        except ValueError as e:
+            raise ProtocolError(str(e), "invalid_value", "session.prompt") from None
         old, self.config = self.config, new
         async with self._send_lock:
             if new.turn_detection != old.turn_detection:

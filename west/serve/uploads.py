@@ -46,7 +46,7 @@ from west.transcriber import Transcriber, Window
 BODY_MIN_RATE = 16 * 1024  # bytes a second a body must average, past body_timeout_s
 # OpenAI's text fields: at most one each (a list field may repeat).
 TEXT_FIELDS = ("model", "language", "prompt", "response_format", "temperature", "stream")
-LIST_FIELDS = ("timestamp_granularities[]", "timestamp_granularities")
+LIST_FIELDS = ("timestamp_granularities[]", "timestamp_granularities", "hotwords", "hotwords[]")
 # Sent with an answer given before the body was read: the connection cannot be reused.
 CLOSE = {"Connection": "close"}
 _NO_SAMPLES = np.zeros(0, np.float32)  # not a view: a view would keep its base alive
