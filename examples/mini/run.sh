@@ -4,7 +4,8 @@
 # SVOX Pico, flite and Festival voices, with rooms, noise, microphones and phone codecs baked
 # in. The models come from pip packages.
 # Held out: a test set of Harvard sentences read by voices never heard in training (heldout),
-# and real human recordings from PyPI and Debian packages (real).
+# sentences with rare person and place names read by the same voices, for contextual biasing
+# (names), and real human recordings from PyPI and Debian packages (real).
 # The default set-up (conf/ctc_compress.yaml): a CTC branch (a Transformer projector on the
 # frozen Whisper encoder) trained first, then LoRA on the frozen LLM, which reads the
 # CTC-compressed speech; decoding is joint CTC / LLM (the conf's `decode:` mapping, which
@@ -20,7 +21,7 @@
 stage=0                 # first stage to run
 stop_stage=4            # last stage to run
 
-data_dir=data           # corpus: train/ dev/ test/ heldout/ real/ (Kaldi dirs + data.jsonl), wav/
+data_dir=data           # train/ dev/ test/ heldout/ names/ real/ (Kaldi dirs + data.jsonl), wav/
 download_dir=download   # package files the held-out sets are read from
 model_dir=exp/models    # pretrained models: whisper-tiny.en.pt, SmolLM2-135M-Instruct/
 conf=conf/ctc_compress.yaml  # training set-up
@@ -30,6 +31,7 @@ num_train=8000          # training utterances to synthesise
 num_dev=100             # dev utterances
 num_test=100            # test utterances
 num_heldout=100         # held-out text and voices (0: none)
+num_names=100           # held-out voices reading rare person and place names (0: none)
 text_sources="fortunes wordnet"  # what train/dev/test read, in equal shares (local/prepare_corpus.py)
 nj=2                    # synthesis processes
 seed=777                # corpus seed: sentences, voices, speeds, pitches
@@ -83,6 +85,17 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
       --num_heldout ${num_heldout} --download_dir ${download_dir} \
       --text_sources "${text_sources}"
     echo "${settings}" > ${data_dir}/.done
+  fi
+  if [ ${num_names} -gt 0 ]; then
+    log "Stage 1: synthesise ${num_names} sentences with rare names -> ${data_dir}/names"
+    # Its own marker: the names are chosen to be rare in the training text, so the corpus's
+    # settings are part of it; the corpus's marker does not depend on this set.
+    names_settings="num_names=${num_names} ${settings} names=1"
+    if [ "$(cat ${data_dir}/names/.done 2>/dev/null)" != "${names_settings}" ]; then
+      python local/prepare_names.py --data_dir ${data_dir} --nj ${nj} --seed ${seed} \
+        --num_names ${num_names}
+      echo "${names_settings}" > ${data_dir}/names/.done
+    fi
   fi
   log "Stage 1: real human speech from PyPI and Debian packages -> ${data_dir}/real"
   python local/prepare_real_speech.py --data_dir ${data_dir}/real --cache_dir ${download_dir}

@@ -152,7 +152,7 @@ def parse_shares(text: str, families: tuple[str, ...]) -> dict[str, float]:
     return {f: w / total for f, w in shares.items()}
 
 
-def _pick(rng: random.Random, pools: dict[str, tuple[str, ...]], family: str) -> str:
+def pick_voice(rng: random.Random, pools: dict[str, tuple[str, ...]], family: str) -> str:
     """A voice of `family` from `pools`, or of the next family that has one."""
     order = list(pools)
     start = order.index(family)
@@ -211,24 +211,39 @@ def make_plan(
         aug_rng = random.Random(f"{args.seed}:{split}:augment")
         for i, sentence in enumerate(chosen):
             if split == "train":
-                voice = _pick(rng, voices.seen, draw_family(rng, shares))
+                voice = pick_voice(rng, voices.seen, draw_family(rng, shares))
             elif split == "heldout":  # every held-out family in turn
-                voice = _pick(rng, voices.heldout, families[i % len(families)])
+                voice = pick_voice(rng, voices.heldout, families[i % len(families)])
             else:  # cycle: seen espeak, held-out espeak, seen MBROLA, held-out MBROLA, ...
                 pools = voices.heldout if i % 2 else voices.seen
-                voice = _pick(rng, pools, families[(i // 2) % len(families)])
+                voice = pick_voice(rng, pools, families[(i // 2) % len(families)])
             speed = rng.randint(args.min_speed, args.max_speed)
             pitch = rng.randint(args.min_pitch, args.max_pitch)
-            key = f"{voice}-{split}-{i:05d}"
             augment = draw(aug_rng, args.augment_share) if split == "train" else Augment()
-            settings = f"{voice}|{speed}|{pitch}|{SAMPLE_RATE}|{sentence}"
-            if augment.spec():
-                settings += f"|{augment.spec()}"
-            digest = hashlib.sha1(settings.encode()).hexdigest()[:8]
-            wav = data_dir / "wav" / split / f"{key}-{digest}.wav"
-            txt = transcript(sentence)
-            jobs.append(Job(key, split, voice, speed, pitch, sentence, txt, str(wav), augment))
+            jobs.append(new_job(data_dir, split, i, voice, speed, pitch, sentence, augment))
     return jobs
+
+
+def new_job(
+    data_dir: Path,
+    split: str,
+    index: int,
+    voice: str,
+    speed: int,
+    pitch: int,
+    sentence: str,
+    augment: Augment = Augment(),
+) -> Job:
+    """The `index`-th utterance of `split`: its key (`<voice>-<split>-<index>`), transcript, and
+    wav under `data_dir`/wav/`split`, named with a hash of everything that shapes its audio."""
+    key = f"{voice}-{split}-{index:05d}"
+    settings = f"{voice}|{speed}|{pitch}|{SAMPLE_RATE}|{sentence}"
+    if augment.spec():
+        settings += f"|{augment.spec()}"
+    digest = hashlib.sha1(settings.encode()).hexdigest()[:8]
+    wav = data_dir / "wav" / split / f"{key}-{digest}.wav"
+    txt = transcript(sentence)
+    return Job(key, split, voice, speed, pitch, sentence, txt, str(wav), augment)
 
 
 def draw_family(rng: random.Random, shares: dict[str, float]) -> str:
@@ -282,8 +297,11 @@ def _write(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def write_split(split_dir: Path, kept: list[tuple[Job, float]]) -> None:
-    """Kaldi files and data.jsonl for one split, every file sorted by key (C locale)."""
+def write_split(
+    split_dir: Path, kept: list[tuple[Job, float]], extra: dict[str, dict] | None = None
+) -> None:
+    """Kaldi files and data.jsonl for one split, every file sorted by key (C locale);
+    `extra`: more fields for some utterances' data.jsonl rows, by key."""
     split_dir.mkdir(parents=True, exist_ok=True)
     kept = sorted(kept, key=lambda jd: jd[0].key)
     spk2utt: dict[str, list[str]] = {}
@@ -300,6 +318,7 @@ def write_split(split_dir: Path, kept: list[tuple[Job, float]]) -> None:
         row.update(voice=job.voice, speed=job.speed, pitch=job.pitch, sentence=job.sentence)
         if job.augment.spec():
             row["augment"] = job.augment.spec()
+        row.update((extra or {}).get(job.key, {}))
         rows.append(json.dumps(row, ensure_ascii=False))
     _write(split_dir / "data.jsonl", rows)
 
