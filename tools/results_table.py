@@ -6,6 +6,8 @@ Usage: tools/results_table.py [--beam N|best] [--metric WER|CER|TESTSET=METRIC .
 
 ``--metric CER`` labels every beam-table row CER; ``--metric aishell=CER`` only those of the
 ``aishell`` test set (repeat it for each), so one table can hold a CER and a WER test set.
+Decodes scored with a biasing list (``west-score --biasing``) get a third table: WER, B-WER
+and U-WER side by side (B-CER and U-CER for a CER test set).
 Runs from a checkout too: without an installed ``west`` it uses the one beside this script.
 """
 
@@ -21,6 +23,7 @@ except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
 from west.scoring.table import (  # noqa: E402
     ResultsError,
     beam_table,
+    biasing_table,
     load_experiment,
     natural_key,
     results_table,
@@ -74,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         if not e.decodes:
             print(f"results_table.py: warning: {e.path}: no decode_*_beam*/wer", file=sys.stderr)
 
-    text = (
-        results_table(experiments, beam) + "\n\n" + beam_table(experiments, metric, metrics) + "\n"
-    )
+    tables = [results_table(experiments, beam), beam_table(experiments, metric, metrics)]
+    biasing = biasing_table(experiments, beam, metric, metrics)
+    text = "\n\n".join(tables + ([biasing] if biasing else [])) + "\n"
     print(text, end="")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:

@@ -2,6 +2,8 @@
 # WeST on AISHELL-1 (openslr SLR33): Qwen2 + Whisper + Conv1d projector, scored by CER.
 # Run from this folder; see README.md. Stages:
 #   -1 download   0 data dirs   1 normalise text, check models   2 train   3 decode   4 score
+#    5 biasing lists of the test sets, decoded and scored by WER, B-WER and U-WER (not run
+#      unless asked for: --stage 5 --stop_stage 5)
 
 stage=0                 # first stage to run (-1 downloads the corpus)
 stop_stage=4            # last stage to run
@@ -29,6 +31,11 @@ decode_batch_size=8     # utterances per decoding batch
 decode_nproc_per_node=1 # decoding processes, one GPU each (8: every GPU of the node decodes a share)
 decode_dtype=bfloat16   # float32, bfloat16 or float16
 decode_extra=           # more west-recognize flags
+biasing_distractors="100 500 1000"  # stage 5: distractors per list, one list set for each
+biasing_num_common=5000 # stage 5: common words (most frequent in training), never in a list
+biasing_beams=1         # stage 5: beam sizes decoded with the lists
+biasing_decode_extra=   # stage 5: more west-recognize flags, e.g. "--hotword_bonus 3"
+biasing_extra_text=     # stage 5: more text for the rare words (plain text files)
 . ../../tools/parse_options.sh || exit 1  # run from this folder
 set -euo pipefail
 
@@ -55,10 +62,14 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
   fi
 fi
 
-# Stages 1-4 (normalise text and check models, train, decode, score) are every recipe's:
-# tools/asr_stages.sh, with this corpus's text normalisation and scoring.
+# Stages 1-5 (normalise text and check models, train, decode, score, biasing) are every
+# recipe's: tools/asr_stages.sh, with this corpus's text normalisation and scoring.
 text_norm=--remove_spaces
 text_norm_log="remove the word segmentation from the transcripts"
 score_opts=(--mode char --metric CER)
 score_log="CER"
+# AISHELL-1's transcript is word-segmented; stage 1 keeps it in text.orig. Its words make the
+# lists; a list entry is matched as a run of characters (--unit char, scored by CER).
+biasing_text=text.orig
+biasing_opts=(--unit char)
 . ../../tools/asr_stages.sh

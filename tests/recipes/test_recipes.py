@@ -1,19 +1,23 @@
-"""The recipes end to end (stages 0-4) on miniature corpora laid out exactly as distributed.
+"""The recipes end to end (stages 0-5) on miniature corpora laid out exactly as distributed.
 
 LibriSpeech: `LibriSpeech/<subset>/<speaker>/<chapter>/*.flac` + upper-case `.trans.txt`;
 AISHELL-1: `data_aishell/wav/<speaker>.tar.gz` + one word-segmented transcript. Speech is
 espeak-ng's (Mandarin voice for AISHELL) at 16 kHz; the models are the tiny random
 fixtures, trained for 2 steps on CPU without DeepSpeed. Each corpus has an audio file with
 no transcript and a transcript with no audio, which must be reported with their counts.
+Stage 5 builds biasing lists from the training text (5 common words, so that the tiny
+corpora have rare ones), decodes them and scores WER, B-WER and U-WER.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -121,6 +125,55 @@ def check_experiment(
     return results
 
 
+BIASING = ["--biasing_distractors", "3", "--biasing_num_common", "5", "--biasing_beams", "1"]
+
+
+def check_biasing(
+    data: Path,
+    exp: Path,
+    train_words: list[list[str]],
+    test_words: dict[str, dict[str, list[str]]],
+    decode_tag: str,
+    beams: list[int],
+    char: bool = False,
+) -> None:
+    """Stage 5: lists of own rare words + 3 distractors, decoded and scored with B/U rates.
+
+    `train_words` / `test_words` are the (segmented) transcripts' words; the 5 most frequent
+    training words are the common ones.
+    """
+    counts = Counter(w for words in train_words for w in words)
+    common = set(sorted(counts, key=lambda w: (-counts[w], w))[:5])
+    rare = set(counts) - common
+    for name, utts in test_words.items():
+        bias = data / f"{name}_bias3"
+        assert (bias / "text").read_text() == (data / name / "text").read_text()
+        plain = {u["key"]: u for u in read_jsonl(data / name / "data.jsonl")}
+        lists = read_jsonl(bias / "data.jsonl")
+        assert [u["key"] for u in lists] == list(plain)
+        own_lists = {u["key"]: u["context"] for u in read_jsonl(data / name / "rare_words.jsonl")}
+        for u in lists:
+            words = utts[u["key"]]
+            context = u.pop("context")
+            assert u == plain[u["key"]]  # the data list's line, with its list added
+            own = {w for w in words if w not in common}
+            assert set(own_lists[u["key"]]) == own
+            distractors = set(context) - own
+            assert own <= set(context) and distractors <= rare
+            allowed = {w for w in rare if w not in words and not (char and w in "".join(words))}
+            assert len(distractors) == min(3, len(allowed)) and distractors <= allowed
+        for beam in beams:
+            # the stage-3 decode, scored against the lists without distractors
+            wer = (exp / f"decode_{name}_beam{beam}_{decode_tag}" / "wer").read_text()
+            assert "%B-WER" in wer and "%U-WER" in wer
+        wer = (exp / f"decode_{name}_bias3_beam1_{decode_tag}" / "wer").read_text()
+        rates = dict(re.findall(r"^%([BU]-)?WER \S+ \[ (\d+ / \d+)", wer, re.MULTILINE))
+        (e, n), (be, bn), (ue, un) = (map(int, rates[k].split(" / ")) for k in ("", "B-", "U-"))
+        assert be + ue == e and bn + un == n > 0, wer
+    results = (exp / "RESULTS.md").read_text(encoding="utf-8")
+    assert "B-" in results and f"{next(iter(test_words))}_bias3" in results
+
+
 # ---------------------------------------------------------------- LibriSpeech
 
 # subset -> [(speaker, chapter, [sentences])]
@@ -157,7 +210,7 @@ def librispeech(tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
     return root, texts
 
 
-def test_librispeech_stages_0_to_4(librispeech, tiny_llm, tiny_whisper, tmp_path):
+def test_librispeech_stages_0_to_5(librispeech, tiny_llm, tiny_whisper, tmp_path):
     corpus, texts = librispeech
     data, exp = tmp_path / "data", tmp_path / "exp"
     args = [
@@ -200,6 +253,15 @@ def test_librispeech_stages_0_to_4(librispeech, tiny_llm, tiny_whisper, tmp_path
     results = (exp / "RESULTS.md").read_text(encoding="utf-8")
     assert tag in results and "final_west_ctc0_float32_tok3" in results
 
+    # Stage 5: biasing lists from the training text, decoded and scored.
+    out = run_recipe("librispeech", "--stage", "5", "--stop_stage", "5", *args, *BIASING)
+    train_words = [t.split() for t in texts["train-clean-100"].values()]
+    test_words = {name: {k: t.split() for k, t in utts.items()} for name, utts in test_sets.items()}
+    check_biasing(data, exp, train_words, test_words, tag, [1, 2])
+    assert "| B-WER" in out  # the table is printed
+    out = run_recipe("librispeech", "--stage", "5", "--stop_stage", "5", *args, *BIASING)
+    assert out.count("built already") == 4 and out.count("decoded already") == 2
+
 
 # ---------------------------------------------------------------- AISHELL-1
 
@@ -238,7 +300,7 @@ def aishell(tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
     return root, texts
 
 
-def test_aishell_stages_0_to_4(aishell, tiny_llm, tiny_whisper, tmp_path):
+def test_aishell_stages_0_to_5(aishell, tiny_llm, tiny_whisper, tmp_path):
     corpus, texts = aishell
     data, exp = tmp_path / "data", tmp_path / "exp"
     out = run_recipe(
@@ -264,7 +326,18 @@ def test_aishell_stages_0_to_4(aishell, tiny_llm, tiny_whisper, tmp_path):
         check_data_dir(d, nospace, {k: k[6:11] for k in utts})
         assert read_table(d / "text.orig") == utts
     # the default decode_dtype, bfloat16
-    results = check_experiment(
-        exp, {"test": texts["test"]}, [1, 2], "final_west_ctc0_bfloat16_tok4"
-    )
+    tag = "final_west_ctc0_bfloat16_tok4"
+    results = check_experiment(exp, {"test": texts["test"]}, [1, 2], tag)
     assert "CER" in results
+
+    # Stage 5: lists of the segmented words (text.orig), matched by character.
+    out = run_recipe(
+        "aishell", "--stage", "5", "--stop-stage", "5",
+        "--corpus_dir", str(corpus), "--data_dir", str(data), "--exp_dir", str(exp),
+        "--llm", str(tiny_llm), "--encoder", str(tiny_whisper), "--beams", "1 2",
+        "--decode_extra", DECODE_EXTRA, *BIASING,
+    )  # fmt: skip
+    train_words = [t.split() for t in texts["train"].values()]
+    test_words = {"test": {k: t.split() for k, t in texts["test"].items()}}
+    check_biasing(data, exp, train_words, test_words, tag, [1, 2], char=True)
+    assert "| B-CER" in out

@@ -3,7 +3,12 @@
 Usage::
 
     west-score [--mode word|char|mixed] [--normalizer english|chinese|none] [--no_normalize]
-               [--details FILE] [--filter_hallucinations] REF HYP
+               [--details FILE] [--filter_hallucinations] [--biasing FILE] REF HYP
+
+``--biasing FILE`` adds ``%B-WER`` and ``%U-WER`` lines (in every mode: ``%WER`` is printed for
+a CER too): the errors on the tokens of each utterance's biasing list, and on the others.
+FILE is a jsonl of ``{"key": ..., "context": [...]}`` (a data list with biasing lists) or a
+list of phrases, one per line, for every utterance; see west/scoring/biasing.py.
 
 REF or HYP (not both) may be ``-``, standard input. Exit status: 0 when scored; 1 when an
 input file is unreadable or malformed, or HYP has an utterance that REF lacks; 141 (as for a
@@ -17,10 +22,11 @@ import argparse
 import os
 import sys
 
+from west.scoring.biasing import read_biasing_file, score_biasing
 from west.scoring.details import write_details
 from west.scoring.english import EnglishNormalizerUnavailable
 from west.scoring.normalize import DEFAULT_NORMALIZER, NORMALIZERS, get_normalizer
-from west.scoring.report import filtered_lines, kaldi_lines
+from west.scoring.report import biasing_lines, filtered_lines, kaldi_lines
 from west.scoring.textio import STDIN, TextFileError, read_kaldi_text
 from west.scoring.tokenize import MODES, get_tokenizer
 from west.scoring.wer import UnknownKeyError, score_utterances, summarize
@@ -66,6 +72,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="also report the WER without hallucinated utterances "
         "(see west/scoring/hallucination.py)",
     )
+    p.add_argument(
+        "--biasing",
+        metavar="FILE",
+        help="also report B-WER and U-WER: errors on the words of each utterance's biasing "
+        'list and on the others; FILE: jsonl with "key" and "context" (a list of phrases) '
+        "per utterance, or one phrase per line for every utterance",
+    )
     return p
 
 
@@ -83,14 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     normalizer = _normalizer_name(args, parser)
     if args.ref == STDIN and args.hyp == STDIN:
         parser.error("REF and HYP cannot both be '-' (standard input)")
+    if args.biasing == STDIN and STDIN in (args.ref, args.hyp):
+        parser.error("--biasing cannot be '-' (standard input) when REF or HYP is")
+    tokenize, normalize = get_tokenizer(args.mode), get_normalizer(normalizer)
     try:
         refs = read_kaldi_text(args.ref)
         hyps = read_kaldi_text(args.hyp)
+        lists = read_biasing_file(args.biasing) if args.biasing else None
         scores = score_utterances(
             refs,
             hyps,
-            tokenize=get_tokenizer(args.mode),
-            normalize=get_normalizer(normalizer),
+            tokenize=tokenize,
+            normalize=normalize,
             detect_hallucinations=args.filter_hallucinations,
             hyp_name=args.hyp,
         )
@@ -115,6 +132,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         kept = summarize(s for s in scores if not s.hallucination)
         lines += filtered_lines(raw, kept, len(flagged))
+    if lists is not None:
+        biased, unbiased, unlisted = score_biasing(scores, lists, tokenize, normalize)
+        if unlisted:
+            print(
+                f"{PROG}: {len(unlisted)} reference utterance(s) have no biasing list in "
+                f"{args.biasing}, so no biased words: {' '.join(unlisted[:10])}"
+                f"{' ...' if len(unlisted) > 10 else ''}",
+                file=sys.stderr,
+            )
+        lines += biasing_lines(biased, unbiased, partial=bool(raw.missing))
     if raw.wer is None:
         print(
             f"{PROG}: WER is undefined: the references hold no {args.mode} tokens "

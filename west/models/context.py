@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from west.data.rare_words import build_vocabulary, draw, own_rare_words
+
 DEFAULT_BONUS = 2.0  # log-probability added per matched token (WeNet's context_score, same role)
 
 
@@ -258,17 +260,13 @@ class ContextSampler:
     rare words and 0 to `max_distractors` rare words of other transcripts, shuffled.
 
     Rare words: those outside the `num_common` most frequent words of the training
-    transcripts (split on spaces; a transcript without spaces, e.g. Chinese, is one word).
+    transcripts (west.data.rare_words, as the LibriSpeech biasing benchmark splits them; a
+    transcript without spaces, e.g. Chinese, is one word).
     """
 
     def __init__(self, texts: Sequence[str], conf, seed: int = 0):
-        counts: dict[str, int] = {}
-        for text in texts:
-            for w in text.split():
-                counts[w] = counts.get(w, 0) + 1
-        ranked = sorted(counts, key=lambda w: (-counts[w], w))
-        self.common = set(ranked[: conf.num_common])
-        self.rare = ranked[conf.num_common :]
+        vocab = build_vocabulary(texts, num_common=conf.num_common)
+        self.common, self.rare = vocab.common, vocab.rare
         self.conf = conf
         self.seed = seed
 
@@ -277,14 +275,11 @@ class ContextSampler:
         conf = self.conf
         if conf.prob <= 0 or rng.random() >= conf.prob:
             return []
-        own = list(dict.fromkeys(w for w in text.split() if w not in self.common))
+        own = own_rare_words(text.split(), self.common)
         words = [w for w in own if rng.random() < conf.own_prob]
         n = rng.randint(0, min(conf.max_distractors, len(self.rare)))
         taken = set(own)
-        for w in rng.sample(self.rare, n):
-            if w not in taken:
-                words.append(w)
-                taken.add(w)
+        words += draw(self.rare, n, lambda w: w not in taken, rng)
         rng.shuffle(words)
         return words
 

@@ -12,6 +12,12 @@ With a hallucination filter two lines follow::
     %WER(filtered) 6.29 [ 6590 / 104700, 120 ins, 480 del, 5990 sub ]
     %WER raw/filtered 7.45/6.29 (3 hallucinations filtered)
 
+With a biasing list (``--biasing``, see west/scoring/biasing.py) two lines follow, in the
+same form, for the biased reference tokens and for the others::
+
+    %B-WER 14.29 [ 12 / 84, 1 ins, 2 del, 9 sub ]
+    %U-WER 7.40 [ 7795 / 104681, 339 ins, 495 del, 6961 sub ]
+
 A rate over zero reference words (or sentences) is printed as ``undefined``.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import struct
 
+from west.scoring.align import Counts
 from west.scoring.wer import Summary
 
 UNDEFINED = "undefined"
@@ -36,14 +43,18 @@ def percent(value: float | None) -> str:
     return f"{as_float32:.2f}"
 
 
+def counts_line(tag: str, c: Counts, partial: bool = False) -> str:
+    """``<tag> 7.45 [ 7807 / 104765, 340 ins, 497 del, 6970 sub ]`` (`` [PARTIAL]``)."""
+    rate = 100.0 * c.errors / c.ref_len if c.ref_len else None
+    return (
+        f"{tag} {percent(rate)} [ {c.errors} / {c.ref_len}, "
+        f"{c.ins} ins, {c.dele} del, {c.sub} sub ]{' [PARTIAL]' if partial else ''}"
+    )
+
+
 def wer_line(summary: Summary, tag: str = "%WER") -> str:
     """``%WER 7.45 [ 7807 / 104765, 340 ins, 497 del, 6970 sub ]``."""
-    c = summary.counts
-    partial = " [PARTIAL]" if summary.missing else ""
-    return (
-        f"{tag} {percent(summary.wer)} [ {c.errors} / {c.ref_len}, "
-        f"{c.ins} ins, {c.dele} del, {c.sub} sub ]{partial}"
-    )
+    return counts_line(tag, summary.counts, bool(summary.missing))
 
 
 def ser_line(summary: Summary) -> str:
@@ -69,3 +80,8 @@ def filtered_lines(raw: Summary, filtered: Summary, n_filtered: int) -> list[str
         f"%WER raw/filtered {percent(raw.wer)}/{percent(filtered.wer)} "
         f"({n_filtered} {noun} filtered)",
     ]
+
+
+def biasing_lines(biased: Counts, unbiased: Counts, partial: bool = False) -> list[str]:
+    """``%B-WER`` and ``%U-WER``: the errors on biasing-list tokens and on the others."""
+    return [counts_line("%B-WER", biased, partial), counts_line("%U-WER", unbiased, partial)]

@@ -8,7 +8,9 @@ An experiment folder holds one folder per decode, named after its settings, each
     EXP_DIR/west_config.json                     (optional: names the model's parts)
 
 The tag (e.g. ``final_west_ctc0.5_bfloat16_tok200``) is read as one opaque label: decodes with
-different tags are different rows of the tables.
+different tags are different rows of the tables. A ``wer`` file scored with a biasing list
+(``west-score --biasing``) also has ``%B-WER`` and ``%U-WER`` lines: those decodes get a third
+table, WER, B-WER and U-WER side by side (:func:`biasing_table`).
 
 ``west_config.json`` (at the top, else in the latest ``checkpoint-N/``) keys used:
 ``llm_model_name_or_path``, ``whisper_model_name_or_path``, ``projector`` and, optionally,
@@ -42,6 +44,7 @@ WHISPER_SIZES = {
 _DECODE_DIR = re.compile(r"^(?:decode_)?(?P<testset>.+?)_beam(?P<beam>\d+)(?:_(?P<tag>.+))?$")
 _RAW_FILTERED = re.compile(r"^%WER raw/filtered (?P<raw>\S+)/(?P<filtered>\S+)")
 _KALDI_WER = re.compile(r"^%WER (?P<raw>\d+(?:\.\d+)?|undefined) \[")
+_BIASING_WER = re.compile(r"^%(?P<side>[BU])-WER (?P<rate>\d+(?:\.\d+)?|undefined) \[")
 _FOLDER = re.compile(
     r"^(?P<llm>.*?)[-_]?whisper[-_]?(?P<size>(?:tiny|base|small|medium|large|turbo)"
     r"(?:[-_]?v\d)?(?:\.en)?)(?:[-_](?P<projector>.+))?$",
@@ -58,6 +61,7 @@ class Decode:
     """The score of one decode: ``raw`` and optionally ``filtered`` WER as printed.
 
     ``tag`` names its other settings (model, engine, ...); "" for an untagged older folder.
+    ``biased`` and ``unbiased``: its B-WER and U-WER as printed, when scored with a biasing list.
     """
 
     testset: str
@@ -65,6 +69,8 @@ class Decode:
     raw: str
     filtered: str | None = None
     tag: str = ""
+    biased: str | None = None
+    unbiased: str | None = None
 
     @property
     def cell(self) -> str:
@@ -125,6 +131,20 @@ def read_wer_file(path: Path) -> tuple[str, str | None]:
     return raw, None
 
 
+def read_biasing_rates(path: Path) -> tuple[str, str] | None:
+    """``(B-WER, U-WER)`` as printed in a ``west-score --biasing`` output, else None."""
+    rates = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = _BIASING_WER.match(line)
+        if m:
+            rates.setdefault(m["side"], m["rate"])
+    if not rates:
+        return None
+    if len(rates) == 1:
+        raise ResultsError(f"{path}: a %B-WER line without %U-WER, or the reverse; expected both")
+    return rates["B"], rates["U"]
+
+
 def find_decodes(exp_dir: Path) -> list[Decode]:
     """Every ``decode_<testset>_beam<N>[_<tag>]/wer`` (or ``decode/<testset>_beam<N>/wer``)."""
     candidates = [p for p in exp_dir.glob("decode_*/wer")]
@@ -135,7 +155,10 @@ def find_decodes(exp_dir: Path) -> list[Decode]:
         if not m:
             continue
         raw, filtered = read_wer_file(wer)
-        decodes.append(Decode(m["testset"], int(m["beam"]), raw, filtered, m["tag"] or ""))
+        biased, unbiased = read_biasing_rates(wer) or (None, None)
+        decodes.append(
+            Decode(m["testset"], int(m["beam"]), raw, filtered, m["tag"] or "", biased, unbiased)
+        )
     return decodes
 
 
@@ -225,13 +248,22 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def choose(exp: Experiment, testset: str, beam: int | None, tag: str = "") -> str:
-    """The cell for one test set: at ``beam`` (None: the best beam); a fallback is marked."""
+def pick(
+    exp: Experiment, testset: str, beam: int | None, tag: str = ""
+) -> tuple[Decode | None, str]:
+    """The decode of one test set at ``beam``, else its best beam (None: the best beam), and
+    the mark of such a fallback (`` (beam N)``, else "")."""
     decode = exp.get(testset, beam, tag) if beam is not None else None
     if decode is not None:
-        return decode.cell
+        return decode, ""
     best = exp.best(testset, tag)
-    return "-" if best is None else f"{best.cell} (beam {best.beam})"
+    return best, ("" if best is None else f" (beam {best.beam})")
+
+
+def choose(exp: Experiment, testset: str, beam: int | None, tag: str = "") -> str:
+    """The cell for one test set: at ``beam`` (None: the best beam); a fallback is marked."""
+    decode, mark = pick(exp, testset, beam, tag)
+    return "-" if decode is None else decode.cell + mark
 
 
 def results_table(experiments: Sequence[Experiment], beam: int | None = 1) -> str:
@@ -280,3 +312,37 @@ def beam_table(
                 cells = [(d.cell if (d := e.get(t, b, tag)) else "-") for b in beams]
                 rows.append([label, *cells])
     return markdown_table(["beam_size", *map(str, beams)], rows)
+
+
+def biasing_table(
+    experiments: Sequence[Experiment],
+    beam: int | None = 1,
+    metric: str = "WER",
+    metrics: Mapping[str, str] | None = None,
+) -> str | None:
+    """WER, B-WER and U-WER side by side, one row per experiment, decoding settings and test
+    set scored with a biasing list, at ``beam`` (as :func:`results_table` picks it); None
+    when no decode has them. The WER is the raw one (the B-WER and U-WER are not filtered).
+
+    Columns are named after the metric of those test sets (``CER``, ``B-CER``, ``U-CER``;
+    ``metrics`` as in :func:`beam_table`), or ``WER/CER`` and so on when they differ.
+    """
+    metrics = metrics or {}
+    tagged = any(tag for e in experiments for tag in e.tags())
+    rows, names = [], set()
+    for i, e in enumerate(experiments, start=1):
+        for tag in e.tags():
+            for t in sorted(e.testsets(), key=natural_key):
+                decode, mark = pick(e, t, beam, tag)
+                if decode is None or decode.biased is None or decode.unbiased is None:
+                    continue
+                names.add(metrics.get(t, metric))
+                settings = [tag or "-"] if tagged else []
+                rows.append(
+                    [str(i), *settings, t, decode.raw + mark, decode.biased, decode.unbiased]
+                )
+    if not rows:
+        return None
+    name = "/".join(sorted(names))
+    header = ["Exp", *(["Decoding"] if tagged else []), "Test set", name, f"B-{name}", f"U-{name}"]
+    return markdown_table(header, rows)
