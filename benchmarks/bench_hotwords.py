@@ -202,10 +202,11 @@ def quick_setup(tmp: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = get_parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
-            args = get_parser().parse_args(quick_setup(Path(tmp)) + (argv or []))
+            args = get_parser().parse_args(quick_setup(Path(tmp)) + argv)
             args.quick = True
         if not (args.model_dir and args.data and args.train_text):
             get_parser().error("give --model_dir, --data and --train_text (or --quick)")
