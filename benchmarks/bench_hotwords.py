@@ -71,6 +71,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--distractors", type=int, nargs="+", default=[100, 1000])
     p.add_argument("--num_common", type=int, default=5000)
     p.add_argument("--bonus", type=float, help="hotword bonus [default: the model's]")
+
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--max_utts", type=int, help="the first N utterances only")
     p.add_argument("--normalizer", default="english")

@@ -196,7 +196,11 @@ class DecodeConf:
       audio (+ 10): speech holds 2-5 tokens a second, so text beyond is a loop;
     hotword_bonus: what each token of a hotword adds to a hypothesis's log-probability in
       the search (west.models.context), when hotwords are given; 0 leaves them to the
-      prompt (a model trained with context_conf).
+      prompt (a model trained with context_conf);
+    hotword_floor, hotword_gate: in joint CTC / LLM decoding, a hotword's tokens are at
+      least this likely to the LLM (a log-probability: it never heard the name, the list
+      says it may come), and a match starts only where the CTC prefix score of its first
+      token is at least `hotword_gate` (the audio must support it): west.models.search.
     """
 
     num_beams: int = 1
@@ -204,7 +208,9 @@ class DecodeConf:
     engine: str = "west"
     max_new_tokens: int = 200
     max_tokens_per_second: float = 12.0
-    hotword_bonus: float = 2.0
+    hotword_bonus: float = 3.0
+    hotword_floor: float = -1.0
+    hotword_gate: float = -8.0
 
     def __post_init__(self):
         if not isinstance(self.num_beams, int) or self.num_beams < 1:
@@ -233,7 +239,8 @@ class DecodeConf:
         beams = conf.get("num_beams")
         if isinstance(beams, list):  # a recipe's beam sweep: the model decodes with its widest
             conf["num_beams"] = max(beams)
-        numbers = ("ctc_weight", "max_tokens_per_second", "hotword_bonus")
+        numbers = ("ctc_weight", "max_tokens_per_second", "hotword_bonus", "hotword_floor")
+        numbers += ("hotword_gate",)
         return cls(**as_numbers("decode_conf", conf, numbers, nullable=("ctc_weight",)))
 
     def resolve(self, has_ctc: bool, **overrides) -> DecodeConf:

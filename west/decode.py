@@ -191,6 +191,8 @@ def _decode(
                 ],
                 hotword_bonus=hotwords.bonus,
                 context_route=hotwords.route,
+                hotword_floor=model.config.decode.hotword_floor,
+                hotword_gate=model.config.decode.hotword_gate,
             )
             for key, text in zip(batch["keys"], texts):
                 out.write(f"{key} {' '.join(text.split())}\n")

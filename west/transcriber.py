@@ -437,6 +437,8 @@ class Transcriber:
             context=lists,
             hotword_bonus=self.decoding.hotword_bonus,
             context_route=self.context_route,
+            hotword_floor=self.decoding.hotword_floor,
+            hotword_gate=self.decoding.hotword_gate,
         )
         if not hypotheses:
             return [" ".join(t.split()) for t in found]

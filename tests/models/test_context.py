@@ -22,6 +22,7 @@ from west.models.context import (
     ContextSampler,
     Writable,
     context_text,
+    follows_words,
     hotword_tokens,
     read_hotwords,
     routes,
@@ -30,6 +31,7 @@ from west.models.context import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+NO_GATE = -1e9  # every hotword match may start, whatever the CTC branch says
 
 # ---- the bonus tree -------------------------------------------------------------------------
 
@@ -46,7 +48,12 @@ def total_bonus(bias: ContextBias, tokens: list[int]) -> float:
 @pytest.fixture
 def tree():
     # hotwords: "1 2" and its continuation "1 2 3", and "7"
-    return ContextBias([[[1, 2, 3], [1, 2], [7]]], vocab=10, bonus=2.0)
+    return ContextBias([both([[1, 2, 3], [1, 2], [7]])], vocab=10, bonus=2.0)
+
+
+def both(seqs):
+    """A list whose forms may all follow a word (hotword_tokens' two lists alike)."""
+    return seqs, seqs
 
 
 def test_only_complete_hotwords_keep_their_bonus(tree):
@@ -61,7 +68,8 @@ def test_only_complete_hotwords_keep_their_bonus(tree):
 def test_a_broken_match_may_start_another(tree):
     # "1" then "1": the first match breaks (-2), the second token starts a new one (+2)
     assert total_bonus(tree, [1, 1, 2]) == 4.0
-    assert tree.advance(tree.advance([0], [1]), [7]) == [0]  # "7" complete: back to the root
+    home = tree.home[tree.root[0]]
+    assert tree.advance(tree.advance(tree.initial([0]), [1]), [7]) == [home]  # "7" complete
 
 
 def test_deltas_at_the_root_and_within_a_match(tree):
@@ -77,15 +85,24 @@ def test_deltas_at_the_root_and_within_a_match(tree):
 
 
 def test_each_utterance_has_its_own_list():
-    bias = ContextBias([[[1]], [], [[1]], [[4, 5]]], vocab=8, bonus=1.5)
+    bias = ContextBias([both([[1]]), both([]), both([[1]]), both([[4, 5]])], vocab=8, bonus=1.5)
     d = bias.deltas(bias.initial(range(4)))
     assert d[0, 1] == d[2, 1] == 1.5 and d[1].abs().sum() == 0 and d[3, 4] == 1.5
     assert bias.root[0] == bias.root[2]  # the same list: one tree
 
 
 def test_tokens_beyond_the_output_layer_are_left_out():
-    bias = ContextBias([[[3, 12], [4]]], vocab=10, bonus=1.0)
+    bias = ContextBias([both([[3, 12], [4]])], vocab=10, bonus=1.0)
     assert bias.deltas(bias.initial([0]))[0].nonzero().flatten().tolist() == [4]
+
+
+def test_a_form_without_its_space_only_starts_a_transcript():
+    # "1 2" is the form without a leading space, "9 2" the one with it
+    bias = ContextBias([([[1, 2], [9, 2]], [[9, 2]])], vocab=10, bonus=1.0)
+    assert total_bonus(bias, [1, 2]) == 2.0  # at the start
+    assert total_bonus(bias, [5, 1, 2]) == 0.0  # not inside the text: it would split a word
+    assert total_bonus(bias, [5, 9, 2]) == 2.0
+    assert follows_words(" okafor") and not follows_words("okafor") and follows_words("北京")
 
 
 # ---- lists from users ----------------------------------------------------------------------
@@ -112,8 +129,9 @@ def test_odd_words_tokenise_and_decode_back(tokenizer_dir, word):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    seqs = hotword_tokens(tok, [word])
-    assert {tok.decode(s) for s in seqs} == set(spellings(word))
+    every, inner = hotword_tokens(tok, [word])
+    assert {tok.decode(s) for s in every} == set(spellings(word))
+    assert {tok.decode(s) for s in inner} == {f for f in spellings(word) if follows_words(f)}
 
 
 def test_routes():
@@ -179,7 +197,7 @@ def test_a_name_the_ctc_branch_never_learned_is_spelt_with_tokens_it_did(tokeniz
     lis, bon = (tok(t, add_special_tokens=False).input_ids for t in (" Lis", "bon"))
     writable = Writable.of(tok, lis + bon)
     assert writable.texts == {" Lis": lis[0], "bon": bon[0]}
-    seqs = hotword_tokens(tok, ["Lisbon"], writable)
+    seqs, _ = hotword_tokens(tok, ["Lisbon"], writable)
     assert [*lis, *bon] in seqs  # besides the tokenizer's own " Lisbon"
     assert tok(" Lisbon", add_special_tokens=False).input_ids in seqs
     assert segment(" Lisbon", {" L": 1, " Lis": 2, "is": 3, "bon": 4, "b": 5}, 4) == [2, 4]
@@ -196,6 +214,7 @@ def test_joint_ctc_with_a_training_vocabulary_reaches_a_hotword(ctc_train_vocab,
         ctc_weight=0.3,
         context=[["Lisbon"]] * len(utts),
         hotword_bonus=40.0,
+        hotword_gate=NO_GATE,
     )
     assert all("lisbon" in t.lower() for t in texts), texts
 
@@ -232,14 +251,45 @@ def test_a_large_bonus_writes_the_hotword(request, utts, search, word):
     mel, lens = batch["mel"], batch["mel_lens"]
     lists = [[word], [], [word], []]
     texts = model.generate(
-        mel, lens, max_new_tokens=12, context=lists, hotword_bonus=40.0, **settings
-    )
+        mel, lens, max_new_tokens=12, context=lists, hotword_bonus=40.0, hotword_gate=NO_GATE,
+        **settings,
+    )  # fmt: skip
     for text, words in zip(texts, lists):
         for w in words:
             assert w in text or w[0].swapcase() + w[1:] in text, (w, text)
     # The utterances without a list decode as without any.
     alone = model.generate(mel, lens, max_new_tokens=12, **settings)
     assert texts[1] == alone[1] and texts[3] == alone[3]
+
+
+def test_the_gate_keeps_a_hotword_the_audio_does_not_support_out(with_ctc, utts):
+    """A random CTC branch supports no token: with a gate of 0 (the first token must be the
+    CTC prefix's own) no match starts, whatever the bonus; with none, the hotword wins."""
+    batch = _batch(with_ctc, utts)
+    mel, lens = batch["mel"], batch["mel_lens"]
+    settings = dict(max_new_tokens=12, num_beams=3, ctc_weight=0.3, hotword_bonus=40.0)
+    lists = [["Okafor"]] * len(utts)
+    shut = with_ctc.generate(mel, lens, context=lists, hotword_gate=0.0, **settings)
+    assert not any("okafor" in t.lower() for t in shut)
+    open_ = with_ctc.generate(mel, lens, context=lists, hotword_gate=NO_GATE, **settings)
+    assert all("okafor" in t.lower() for t in open_)
+
+
+def test_the_floor_lifts_hotword_tokens_the_llm_finds_unlikely(with_ctc, utts):
+    """With a floor of 0 a hotword token is as likely as any to the LLM: a bonus
+    then writes it more often; with the floor far down the same bonus less."""
+    batch = _batch(with_ctc, utts)
+    mel, lens = batch["mel"], batch["mel_lens"]
+    settings = dict(max_new_tokens=12, num_beams=3, ctc_weight=0.3, hotword_gate=NO_GATE)
+    lists = [["Okafor"]] * len(utts)
+    low = with_ctc.generate(
+        mel, lens, context=lists, hotword_bonus=3.0, hotword_floor=-1e9, **settings
+    )
+    high = with_ctc.generate(
+        mel, lens, context=lists, hotword_bonus=3.0, hotword_floor=0.0, **settings
+    )
+    count = lambda texts: sum("okafor" in t.lower() for t in texts)  # noqa: E731
+    assert count(high) > count(low)
 
 
 def test_a_small_bonus_changes_little(plain, utts):

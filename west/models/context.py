@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,6 @@ from pathlib import Path
 import torch
 
 from west.data.rare_words import build_vocabulary, draw, own_rare_words
-
-DEFAULT_BONUS = 2.0  # log-probability added per matched token (WeNet's context_score, same role)
 
 
 def read_hotwords(value: str | os.PathLike | Sequence[str] | None) -> list[str]:
@@ -79,6 +78,15 @@ def spellings(word: str) -> list[str]:
     return list(dict.fromkeys(f for base in forms for f in (base, " " + base)))
 
 
+def follows_words(form: str) -> bool:
+    """Whether this form may come after another word: a form with its leading space, or
+    a word of a script written without spaces (Chinese, Japanese, Thai). A form without
+    the space is otherwise only the start of a transcript: elsewhere it would match inside
+    another word."""
+    c = form[0]
+    return c == " " or unicodedata.east_asian_width(c) in "WF" or "\u0e00" <= c <= "\u0eff"
+
+
 @dataclass(frozen=True)
 class Writable:
     """The tokens a joint CTC search can write (a CTC branch over the training
@@ -98,25 +106,27 @@ class Writable:
 
 def hotword_tokens(
     tokenizer, words: Sequence[str], writable: Writable | None = None
-) -> list[list[int]]:
-    """Each form (`spellings`) of each hotword as LLM token ids, duplicates dropped.
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Each form (`spellings`) of each hotword as LLM token ids, duplicates dropped: all of
+    them (matched at the start of a transcript), and those that may follow another word
+    (`follows_words`).
 
     With `writable` (a joint CTC search that can write only these tokens), a form the
     tokenizer spells with another token also gets its spelling in the fewest writable
     ones, when it has one: a name never heard in training (" Lisbon", a token the branch
     never learned) stays within reach as " Lis" "bon"."""
-    seqs = {}
+    every, inner = {}, {}
     longest = max(map(len, writable.texts), default=0) if writable else 0
     for w in words:
         for form in spellings(w):
-            ids = tokenizer(form, add_special_tokens=False).input_ids
-            if ids:
-                seqs[tuple(ids)] = None
-            if writable is not None and not writable.ids.issuperset(ids):
-                other = segment(form, writable.texts, longest)
-                if other:
-                    seqs[tuple(other)] = None
-    return [list(s) for s in seqs]
+            seqs = [tokenizer(form, add_special_tokens=False).input_ids]
+            if writable is not None and not writable.ids.issuperset(seqs[0]):
+                seqs.append(segment(form, writable.texts, longest))
+            for seq in filter(None, seqs):
+                every[tuple(seq)] = None
+                if follows_words(form):
+                    inner[tuple(seq)] = None
+    return [list(x) for x in every], [list(x) for x in inner]
 
 
 def segment(text: str, pieces: dict[str, int], longest: int) -> list[int] | None:
@@ -133,52 +143,67 @@ def segment(text: str, pieces: dict[str, int], longest: int) -> list[int] | None
 
 
 class ContextBias:
-    """The prefix trees of a batch's hotword lists, and each hypothesis's place in its tree.
+    """The prefix trees of a batch's hotword lists, and each hypothesis's place in them.
 
-    A state is a node id. Node n has `score[n]` (bonus gained from its root), `banked[n]`
-    (the part kept whatever comes next: up to the longest complete hotword on its path) and
-    its children {token: node}.
+    Each list has two trees: one of every form, where a transcript starts, and one of the
+    forms that may follow a word (hotword_tokens), where every match after the first token
+    starts: its root is the list's `home`. A state is a node id. Node n has `score[n]`
+    (bonus gained from its root), `banked[n]` (the part kept whatever comes next: up to the
+    longest complete hotword on its path) and its children {token: node}.
     """
 
     def __init__(
         self,
-        token_lists: Sequence[Sequence[Sequence[int]]],
+        token_lists: Sequence[tuple[Sequence[Sequence[int]], Sequence[Sequence[int]]]],
         vocab: int,
-        bonus: float = DEFAULT_BONUS,
+        bonus: float,
         device: torch.device | str = "cpu",
+        floor: float = -1.0,
+        gate: float = -8.0,
     ):
-        """token_lists[u]: utterance u's hotwords as token id sequences (hotword_tokens);
-        `vocab`: the LLM's output size. Utterances with the same list share a tree."""
+        """token_lists[u]: utterance u's hotwords as (every form, forms that follow a word),
+        token id sequences (hotword_tokens); `vocab`: the LLM's output size. Utterances with
+        the same list share its trees. `floor` and `gate`: how joint CTC decoding treats
+        hotword tokens (west.models.search.beam_search)."""
         if bonus <= 0:
             raise ValueError(f"hotword bonus must be > 0, got {bonus}")
-        self.bonus = bonus
+        self.bonus, self.floor, self.gate = bonus, floor, gate
         self.children: list[dict[int, int]] = []
-        self.root_of: list[int] = []
+        self.home: list[int] = []  # node -> the root where a match after a word starts
+        self._root: list[bool] = []  # node -> whether it is a root
         score, banked = [], []
-        roots: dict[tuple, int] = {}
-        self.root = []  # utterance -> its root node
-        for seqs in token_lists:
+        lists: dict[tuple, int] = {}
+        self.root = []  # utterance -> its start root
+        for every, inner in token_lists:
             # A token the LLM cannot write (beyond its output layer) cannot be matched.
-            key = tuple(sorted({tuple(s) for s in seqs if s and max(s) < vocab}))
-            if key not in roots:
-                roots[key] = self._tree(key, score, banked)
-            self.root.append(roots[key])
+            keys = [
+                tuple(sorted({tuple(s) for s in seqs if s and max(s) < vocab}))
+                for seqs in (every, inner)
+            ]
+            if tuple(keys) not in lists:
+                home = self._tree(keys[1], score, banked, None)
+                lists[tuple(keys)] = self._tree(keys[0], score, banked, home)
+            self.root.append(lists[tuple(keys)])
         self.unbanked = torch.tensor(score, device=device) - torch.tensor(banked, device=device)
-        tree_roots = list(roots.values())
-        self.tree = {r: i for i, r in enumerate(tree_roots)}
-        # The bonus of every token at each tree's root: where a new match may start.
-        self.root_bonus = torch.zeros(len(tree_roots), vocab, device=device)
-        for i, r in enumerate(tree_roots):
-            first = [t for t in self.children[r] if t < vocab]
-            self.root_bonus[i, first] = bonus
+        roots = [n for n in range(len(self.children)) if self.is_root(n)]
+        self.row = {r: i for i, r in enumerate(roots)}
+        # The bonus of every token at each root: where a new match may start.
+        self.root_bonus = torch.zeros(len(roots), vocab, device=device)
+        for i, r in enumerate(roots):
+            self.root_bonus[i, list(self.children[r])] = bonus
 
-    def _tree(self, seqs: Sequence[Sequence[int]], score: list, banked: list) -> int:
+    def is_root(self, node: int) -> bool:
+        return self._root[node]
+
+    def _tree(self, seqs, score: list, banked: list, home: int | None) -> int:
         root = len(self.children)
+        home = root if home is None else home
+        ends = set()
         self.children.append({})
-        self.root_of.append(root)
+        self.home.append(home)
+        self._root.append(True)
         score.append(0.0)
         banked.append(0.0)
-        ends = set()
         for seq in seqs:
             node = root
             for tok in seq:
@@ -186,7 +211,8 @@ class ContextBias:
                 if nxt is None:
                     nxt = len(self.children)
                     self.children.append({})
-                    self.root_of.append(root)
+                    self.home.append(home)
+                    self._root.append(False)
                     score.append(score[node] + self.bonus)
                     banked.append(banked[node])
                     self.children[node][tok] = nxt
@@ -209,31 +235,52 @@ class ContextBias:
         + bonus continuing its match (or starting one), minus the bonus not yet kept when it
         breaks the match (the stop tokens included)."""
         device = self.unbanked.device
-        trees = torch.tensor([self.tree[self.root_of[s]] for s in states], device=device)
+        rows = [self.row[s if self.is_root(s) else self.home[s]] for s in states]
         index = torch.tensor(list(states), device=device)
-        out = self.root_bonus[trees] - self.unbanked[index][:, None]
+        out = self.root_bonus[torch.tensor(rows, device=device)] - self.unbanked[index][:, None]
         for r, s in enumerate(states):
-            if s != self.root_of[s] and self.children[s]:
+            if not self.is_root(s) and self.children[s]:
                 tokens = torch.tensor(list(self.children[s]), device=out.device)
                 out[r, tokens] = self.bonus
         return out
 
-    def advance(self, states: Sequence[int], tokens: Sequence[int]) -> list[int]:
-        """The states after each hypothesis takes its token."""
+    def starts(self, states: Sequence[int], tokens: torch.Tensor) -> torch.Tensor:
+        """(R, M) the bonus of starting a match that deltas gives each of `tokens` (R, M):
+        0 where the token continues the hypothesis's match instead, or starts none."""
+        device = self.unbanked.device
+        rows = [self.row[s if self.is_root(s) else self.home[s]] for s in states]
+        out = self.root_bonus[torch.tensor(rows, device=device)].gather(1, tokens)
+        return out.masked_fill(self.continues(states, tokens), 0.0)
+
+    def continues(self, states: Sequence[int], tokens: torch.Tensor) -> torch.Tensor:
+        """(R, M) bool: whether each of `tokens` (R, M) continues the hypothesis's match."""
+        out = torch.zeros_like(tokens, dtype=torch.bool)
+        for r, s in enumerate(states):
+            if not self.is_root(s) and self.children[s]:
+                going = torch.tensor(list(self.children[s]), device=tokens.device)
+                out[r] = torch.isin(tokens[r], going)
+        return out
+
+    def advance(
+        self, states: Sequence[int], tokens: Sequence[int], may_start: Sequence[bool] | None = None
+    ) -> list[int]:
+        """The states after each hypothesis takes its token; where `may_start` is False, a
+        token that would start a match starts none (it got no bonus for it)."""
         out = []
-        for s, tok in zip(states, tokens):
-            root = self.root_of[s]
-            nxt = self.children[s].get(tok)
-            if nxt is None:  # the match breaks: a new one may start with this token
-                nxt = self.children[root].get(tok, root)
+        for i, (s, tok) in enumerate(zip(states, tokens)):
+            home = self.home[s]
+            nxt = None if self.is_root(s) else self.children[s].get(tok)
+            if nxt is None:  # no match goes on: a new one may start with this token
+                start = self.children[s if self.is_root(s) else home].get(tok)
+                nxt = start if start is not None and (may_start is None or may_start[i]) else home
             if not self.children[nxt]:  # a whole hotword and nothing longer: start again
-                nxt = root
+                nxt = home
             out.append(nxt)
         return out
 
     def continuations(self, states: Sequence[int]) -> list[list[int]]:
         """The tokens that continue each hypothesis's match (none at a root)."""
-        return [[] if s == self.root_of[s] else list(self.children[s]) for s in states]
+        return [[] if self.is_root(s) else list(self.children[s]) for s in states]
 
 
 # ---- the prompt route ---------------------------------------------------------------------

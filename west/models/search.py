@@ -262,7 +262,9 @@ def beam_search(
 
     With `context` (hotwords, west.models.context), each token's score also gets its hotword
     bonus; with `ctc`, the tokens that continue a hypothesis's hotword match are candidates
-    too, and the LLM's best are ranked with the bonus.
+    too, the LLM's best are ranked with the bonus, a hotword token's LLM log-probability is
+    raised to `context.floor` and a match starts only where the CTC prefix score of its first
+    token is at least `context.gate`.
     """
     k, device = num_beams, rows.logits.device
     n_cand = max(2, 1 + len(stop_ids)) * k
@@ -287,17 +289,28 @@ def beam_search(
         bias = context.deltas(states) if context is not None else None
         if ctc is not None:
             row_utts = live.repeat_interleave(fan)
-            tops = (logp if bias is None else logp + bias).topk(min(n_cand, vocab)).indices
-            # candidates: the LLM's best, the stop tokens, the CTC best path's tokens (and
-            # the tokens that continue a hotword)
+            tops = logp.topk(min(n_cand, vocab)).indices
+            # candidates: the LLM's best, the stop tokens, the CTC best path's tokens (and,
+            # with hotwords, the best with their bonus and the tokens that continue a match)
             extra = [stops.expand(len(logp), -1), ctc.best_tokens[row_utts]]
             if context is not None:
+                extra.append((logp + bias).topk(min(n_cand, vocab)).indices)
                 extra.append(padded(context.continuations(states), stop_ids[0], device))
             cand = torch.cat([tops, *extra], 1)
             deltas, prefix_r = ctc.score(row_utts, prefix, cand)
-            joint = (1 - ctc_weight) * logp.gather(1, cand) + ctc_weight * deltas
+            llm = logp.gather(1, cand)
             if bias is not None:
-                joint = joint + bias.gather(1, cand)
+                # The LLM never heard the names of a list: its hotword tokens are at least
+                # context.floor likely, and the CTC prefix score decides. A match starts only
+                # where the audio supports its first token (context.gate): an ordinary word
+                # of the list the LLM likes is not written where it was not said.
+                heard = deltas >= context.gate
+                start = context.starts(states, cand)
+                hot = (start > 0) & heard | context.continues(states, cand)
+                llm = torch.where(hot, llm.clamp(min=context.floor), llm)
+            joint = (1 - ctc_weight) * llm + ctc_weight * deltas
+            if bias is not None:
+                joint = joint + bias.gather(1, cand) - start * ~heard
             logp = torch.full_like(logp, NEG).scatter(1, cand, joint)
         elif bias is not None:
             logp = logp + bias
@@ -340,8 +353,14 @@ def beam_search(
         parents = (going[:, None] * fan + run_parent[going]).flatten()
         rows.select(parents)
         if context is not None:
-            chosen_tokens = run_seqs[:, :, t].flatten().tolist()
-            states = context.advance([states[p] for p in parents.tolist()], chosen_tokens)
+            chosen_tokens = run_seqs[:, :, t].flatten()
+            may_start = None
+            if ctc is not None:
+                picked = (cand[parents] == chosen_tokens[:, None]).int().argmax(1)
+                may_start = heard[parents, picked].tolist()
+            states = context.advance(
+                [states[p] for p in parents.tolist()], chosen_tokens.tolist(), may_start
+            )
         if ctc is not None:
             chosen = run_seqs[:, :, t].flatten()
             slots = (cand[parents] == chosen[:, None]).int().argmax(1)

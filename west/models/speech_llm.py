@@ -260,6 +260,8 @@ class SpeechLLM(nn.Module):
         context: Sequence[Sequence[str] | None] | None = None,
         hotword_bonus: float = DecodeConf.hotword_bonus,
         context_route: str = "auto",
+        hotword_floor: float = DecodeConf.hotword_floor,
+        hotword_gate: float = DecodeConf.hotword_gate,
         **generate_kwargs,
     ) -> list[str] | list[Hypothesis]:
         """Batched greedy or beam search; returns one transcript per utterance (with
@@ -289,7 +291,9 @@ class SpeechLLM(nn.Module):
         prompt (a model trained with context_conf reads them before the speech), the search
         (each matched token adds `hotword_bonus`; engine "west"), both, or "auto" (the
         prompt if the model was trained so, the search if `hotword_bonus` > 0). Empty lists
-        decode exactly as no lists.
+        decode exactly as no lists. In joint CTC decoding the LLM gives a hotword's tokens
+        at least `hotword_floor` and a match starts only where the CTC prefix score of its
+        first token is at least `hotword_gate` (west.models.search.beam_search).
         """
         if engine not in ENGINES:
             raise ValueError(f"unknown decoding engine {engine!r}; known: {ENGINES}")
@@ -318,10 +322,10 @@ class SpeechLLM(nn.Module):
                 "hotwords in the search need engine 'west' (or context route 'prompt', for a "
                 "model trained with context_conf)"
             )
-        context_ids = [self.context_ids(w) for w in lists] if lists and in_prompt else None
         speech, speech_lens = self.speech_embeddings(mel, mel_lens, enc, enc_lens)
         # The CTC branch's logits, computed once for compression, joint scores and posteriors.
         ctc_logits = None if self.ctc is None else self.ctc.logits(speech, self.embed_tokens)
+        context_ids = [self.context_ids(w) for w in lists] if lists and in_prompt else None
         llm_speech, llm_lens = self.llm_speech(speech, speech_lens, ctc_logits)
         if step_hook is not None:  # between the encoder and the LLM's prefill too
             step_hook()
@@ -351,6 +355,8 @@ class SpeechLLM(nn.Module):
                     self.output_vocab,
                     hotword_bonus,
                     inputs.device,
+                    hotword_floor,
+                    hotword_gate,
                 )
             prefix = self.embed_tokens(self.prefix_ids)
             ids = search(
