@@ -69,6 +69,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data list (jsonl) with transcripts")
     p.add_argument("--train_text", help="Kaldi text of the training transcripts (rare words)")
     p.add_argument("--distractors", type=int, nargs="+", default=[100, 1000])
+    p.add_argument(
+        "--prompt_distractors",
+        type=int,
+        default=100,
+        help="the prompt route (and both) only for lists of at most this many distractors: "
+        "1,000 entries are ~4,000 prompt tokens, past the mini model's context_conf max_tokens",
+    )
     p.add_argument("--num_common", type=int, default=5000)
     p.add_argument("--bonus", type=float, help="hotword bonus [default: the model's]")
 
@@ -137,7 +144,9 @@ def run(args) -> list[Row]:
             bonus = model.config.decode.hotword_bonus if args.bonus is None else args.bonus
             label = f"{Path(model_dir).name}"
             for lists_name, lists in all_lists.items():
-                for route in routes if lists_name != "none" else ["none"]:
+                n = 0 if lists_name in ("none", "true") else int(lists_name[2:])
+                todo = routes if n <= args.prompt_distractors else ["search"]
+                for route in todo if lists_name != "none" else ["none"]:
                     hyps, seconds = decode(
                         model, utts, lists, "search" if route == "none" else route, bonus, args,
                         Path(tmp),
