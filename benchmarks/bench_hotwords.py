@@ -12,9 +12,9 @@ Each utterance's list is built as the LibriSpeech biasing benchmark builds it
 the training transcripts) plus N distractors, rare words of the training text. "true" is
 N = 0. Every setting decodes the same utterances with west.decode.recognize (west-recognize's
 path: per-utterance "context" lists) and is scored with west-score's B-WER / U-WER
-(west.scoring.biasing) against the list it decoded with; "none" is scored against the
-largest list's entries (the biased reference words are the same in every list: a
-distractor never occurs in its utterance).
+(west.scoring.biasing) against the list it decoded with; the decode without lists is
+scored against each list ("none (N=100)": B-WER and U-WER as they are without biasing, an
+inserted word counting to B-WER when it is in that list).
 
 --model_dir decodes with the search route (its hotword bonus; --bonus to change it); a
 --prompt_model_dir (trained with context_conf) adds the prompt route and both. The time of
@@ -132,7 +132,6 @@ def run(args) -> list[Row]:
     train = read_kaldi_text(args.train_text).values()
     vocab = build_vocabulary(train, num_common=args.num_common)
     all_lists = lists_for(utts, vocab, args.distractors, args.seed)
-    widest = all_lists[f"N={max(args.distractors)}"] if args.distractors else all_lists["true"]
     refs = {u.key: u.txt for u in utts}
     models = [(args.model_dir, ["search"])]
     if args.prompt_model_dir:
@@ -151,13 +150,17 @@ def run(args) -> list[Row]:
                         model, utts, lists, "search" if route == "none" else route, bonus, args,
                         Path(tmp),
                     )  # fmt: skip
-                    scored = lists if lists_name != "none" else widest
-                    wer, b, u, n_b = score(refs, hyps, scored, args.normalizer)
-                    row = Row(
-                        label, route, lists_name, wer, b, u, n_b, seconds, seconds / len(utts)
-                    )
-                    print(json.dumps(row.__dict__), flush=True)
-                    rows.append(row)
+                    # No lists: scored against each list, for the rows that decoded with it.
+                    scored = [(lists_name, lists)] if lists_name != "none" else [
+                        (f"none ({name})", other) for name, other in all_lists.items()
+                        if name != "none"
+                    ]  # fmt: skip
+                    for name, with_list in scored:
+                        wer, b, u, n_b = score(refs, hyps, with_list, args.normalizer)
+                        per_utt = seconds / len(utts)
+                        row = Row(label, route, name, wer, b, u, n_b, seconds, per_utt)
+                        print(json.dumps(row.__dict__), flush=True)
+                        rows.append(row)
     return rows
 
 
@@ -226,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     times = {(r.model, r.route, r.lists): r.seconds for r in rows}
     big = f"N={max(args.distractors)}" if args.distractors else "true"
     for (model, route, lists), seconds in times.items():
-        if lists == big and (model, "none", "none") in times:
-            base = times[(model, "none", "none")]
+        if lists == big and (model, "none", f"none ({big})") in times:
+            base = times[(model, "none", f"none ({big})")]
             print(f"decoding time, {model} {route} {big} / none: {seconds / base:.2f}")
     if args.output:
         Path(args.output).write_text(text + "\n")

@@ -23,9 +23,9 @@ def test_quick_run_measures_every_setting(tmp_path, tokenizer_dir):
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     settings = {(r["model"], r["route"], r["lists"]) for r in rows}
     assert settings == {
-        ("search", "none", "none"),
+        *(("search", "none", f"none ({lists})") for lists in ("true", "N=5")),
         *(("search", "search", lists) for lists in ("true", "N=5")),
-        ("prompt", "none", "none"),
+        *(("prompt", "none", f"none ({lists})") for lists in ("true", "N=5")),
         *(
             ("prompt", route, lists)
             for route in ("prompt", "search", "both")
@@ -34,7 +34,7 @@ def test_quick_run_measures_every_setting(tmp_path, tokenizer_dir):
     }
     by = {(r["model"], r["route"], r["lists"]): r for r in rows}
     # the two tiny models share their weights: without lists they decode alike
-    assert by["search", "none", "none"]["wer"] == by["prompt", "none", "none"]["wer"]
+    assert by["search", "none", "none (N=5)"]["wer"] == by["prompt", "none", "none (N=5)"]["wer"]
     # the same lists in the same search: the same texts whatever the model's prompt training
     assert by["search", "search", "N=5"]["wer"] == by["prompt", "search", "N=5"]["wer"]
     assert all(r["b_words"] > 0 for r in rows)  # every utterance has a name to bias
