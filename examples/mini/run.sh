@@ -16,7 +16,10 @@
 #   ./run.sh --conf conf/projector_only.yaml --stage 2   # another set-up -> exp/projector_only
 #
 # Stages: 0 models, 1 corpus, 2 train, 3 decode and score, 4 results table,
-# loss plot and Whisper's own decoder as a reference row.
+# loss plot and Whisper's own decoder as a reference row; 5 (asked for: --stage 5
+# --stop_stage 5) hotwords on the names set: WER, B-WER and U-WER with biasing lists
+# (benchmarks/bench_hotwords.py; the prompt route too once conf/ctc_compress_context.yaml
+# is trained: ./run.sh --conf conf/ctc_compress_context.yaml --stage 2 --stop_stage 2).
 
 stage=0                 # first stage to run
 stop_stage=4            # last stage to run
@@ -45,6 +48,7 @@ decode_extra=           # more west-recognize flags; the conf's `decode:` mappin
                         # the model, gives the rest (joint CTC / LLM, at most 64 tokens)
 whisper_modes="beam5"   # Whisper tiny.en's own decoder as reference (CTranslate2, float32):
                         # beam5 and/or greedy
+hotword_distractors="100 1000"  # stage 5: distractors per biasing list
 threads=                # torch threads per process (OMP_NUM_THREADS) [default: torch's]
 help_message="Usage: $0 [options]   (run in examples/mini)"
 
@@ -158,4 +162,14 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   } >> ${exp_dir}/RESULTS.md
   python ../../tools/plot_loss.py ${exp_dir} -o ${exp_dir}/loss.png
   cat ${exp_dir}/RESULTS.md
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  log "Stage 5: hotwords on ${data_dir}/names (lists of ${hotword_distractors} distractors) -> ${exp_dir}/HOTWORDS.md"
+  prompt_model=()
+  context_dir=exp/$(basename "${exp_dir}")_context
+  [ -f ${context_dir}/model.safetensors ] && prompt_model=(--prompt_model_dir ${context_dir})
+  python ../../benchmarks/bench_hotwords.py --model_dir ${exp_dir} "${prompt_model[@]}" \
+    --data ${data_dir}/names/data.jsonl --train_text ${data_dir}/train/text \
+    --distractors ${hotword_distractors} --output ${exp_dir}/HOTWORDS.md
 fi

@@ -78,6 +78,8 @@ def test_config_builds(conf, tiny_llm, tiny_whisper, tmp_path):
             "--bf16", "False",  # no bf16 on CPU
             "--dataloader_num_workers", "1",
             "--deepspeed", "",  # the conf's DeepSpeed json: test_deepspeed_settings_resolve
+            # the trained weights a conf starts from are its recipe run's, not the test's
+            "--projector_model_path", "",
         ]
     )  # fmt: skip
     # The config's own model settings survive the stand-ins.
@@ -85,6 +87,7 @@ def test_config_builds(conf, tiny_llm, tiny_whisper, tmp_path):
         if key in MODEL_FIELDS and key not in (
             "llm_model_name_or_path",
             "whisper_model_name_or_path",
+            "projector_model_path",
         ):
             got = getattr(model_args, key)
             if isinstance(value, dict):  # a block (ctc_conf): the rest are its defaults
