@@ -132,6 +132,12 @@ def test_odd_words_tokenise_and_decode_back(tokenizer_dir, word):
     every, inner = hotword_tokens(tok, [word])
     assert {tok.decode(s) for s in every} == set(spellings(word))
     assert {tok.decode(s) for s in inner} == {f for f in spellings(word) if follows_words(f)}
+    cache = {}
+    assert hotword_tokens(tok, [word, "Okafor"], cache=cache) == hotword_tokens(
+        tok, [word, "Okafor"]
+    )
+    assert set(cache) == {word, "Okafor"}
+    assert hotword_tokens(tok, [word], cache=cache) == (every, inner)  # read from the cache
 
 
 def test_routes():

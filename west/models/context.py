@@ -95,17 +95,21 @@ class Writable:
 
     ids: frozenset[int]
     texts: dict[str, int]
+    longest: int  # characters of the longest text
 
     @classmethod
     def of(cls, tokenizer, ids: Sequence[int]) -> Writable:
         ids = list(ids)
         texts = tokenizer.batch_decode([[i] for i in ids])
         whole = {t: i for t, i in zip(texts, ids) if t and "\ufffd" not in t}
-        return cls(frozenset(ids), whole)
+        return cls(frozenset(ids), whole, max(map(len, whole), default=0))
 
 
 def hotword_tokens(
-    tokenizer, words: Sequence[str], writable: Writable | None = None
+    tokenizer,
+    words: Sequence[str],
+    writable: Writable | None = None,
+    cache: dict[str, tuple[list[tuple[int, ...]], list[tuple[int, ...]]]] | None = None,
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Each form (`spellings`) of each hotword as LLM token ids, duplicates dropped: all of
     them (matched at the start of a transcript), and those that may follow another word
@@ -114,19 +118,34 @@ def hotword_tokens(
     With `writable` (a joint CTC search that can write only these tokens), a form the
     tokenizer spells with another token also gets its spelling in the fewest writable
     ones, when it has one: a name never heard in training (" Lisbon", a token the branch
-    never learned) stays within reach as " Lis" "bon"."""
+    never learned) stays within reach as " Lis" "bon". `cache` (word -> its forms' tokens,
+    for this tokenizer and `writable`) saves spelling a word again: lists repeat words."""
     every, inner = {}, {}
-    longest = max(map(len, writable.texts), default=0) if writable else 0
     for w in words:
-        for form in spellings(w):
-            seqs = [tokenizer(form, add_special_tokens=False).input_ids]
-            if writable is not None and not writable.ids.issuperset(seqs[0]):
-                seqs.append(segment(form, writable.texts, longest))
-            for seq in filter(None, seqs):
-                every[tuple(seq)] = None
-                if follows_words(form):
-                    inner[tuple(seq)] = None
+        forms = cache.get(w) if cache is not None else None
+        if forms is None:
+            forms = word_tokens(tokenizer, w, writable)
+            if cache is not None:
+                cache[w] = forms
+        every.update(dict.fromkeys(forms[0]))
+        inner.update(dict.fromkeys(forms[1]))
     return [list(x) for x in every], [list(x) for x in inner]
+
+
+def word_tokens(
+    tokenizer, word: str, writable: Writable | None = None
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """One hotword's forms as token id tuples: all of them, and those that follow a word."""
+    every, inner = [], []
+    for form in spellings(word):
+        seqs = [tokenizer(form, add_special_tokens=False).input_ids]
+        if writable is not None and not writable.ids.issuperset(seqs[0]):
+            seqs.append(segment(form, writable.texts, writable.longest))
+        for seq in filter(None, seqs):
+            every.append(tuple(seq))
+            if follows_words(form):
+                inner.append(tuple(seq))
+    return every, inner
 
 
 def segment(text: str, pieces: dict[str, int], longest: int) -> list[int] | None:

@@ -35,6 +35,7 @@ IGNORE_ID = -100
 # transcripts: ~3-5 tokens a second (English BPE, Chinese characters). 2 per vector is a
 # bound the audio cannot exceed, so outputs past it are loops, not speech.
 MAX_TOKENS_PER_SPEECH_VECTOR = 2.0
+MAX_CACHED_HOTWORDS = 200_000  # words whose token forms a model keeps (lists repeat words)
 
 
 class SpeechLLM(nn.Module):
@@ -78,6 +79,7 @@ class SpeechLLM(nn.Module):
         self.stop_ids = stop_token_ids(llm, tokenizer, prompt)
         self._warned_ignored = False
         self._ctc_writable: Writable | None = None  # ctc_writable(), built at first use
+        self._hotword_forms: dict = {}  # word -> its token forms (hotword_tokens' cache)
 
     # ---- properties -------------------------------------------------------------
     @property
@@ -350,8 +352,11 @@ class SpeechLLM(nn.Module):
             bias = None
             if lists and in_search:
                 writable = self.ctc_writable() if scorer is not None else None
+                cache = self._hotword_forms.setdefault(writable is not None, {})
+                if len(cache) > MAX_CACHED_HOTWORDS:
+                    cache.clear()
                 bias = ContextBias(
-                    [hotword_tokens(self.tokenizer, words, writable) for words in lists],
+                    [hotword_tokens(self.tokenizer, w, writable, cache) for w in lists],
                     self.output_vocab,
                     hotword_bonus,
                     inputs.device,
