@@ -352,20 +352,17 @@ def beam_search(
         fin_lens, fin_ok = fin_lens[going], fin_ok[going]
         parents = (going[:, None] * fan + run_parent[going]).flatten()
         rows.select(parents)
+        chosen = run_seqs[:, :, t].flatten()
+        if ctc is not None:  # each chosen token's place among its parent's candidates
+            slots = (cand[parents] == chosen[:, None]).int().argmax(1)
         if context is not None:
-            chosen_tokens = run_seqs[:, :, t].flatten()
-            may_start = None
-            if ctc is not None:
-                picked = (cand[parents] == chosen_tokens[:, None]).int().argmax(1)
-                may_start = heard[parents, picked].tolist()
+            may_start = heard[parents, slots].tolist() if ctc is not None else None
             states = context.advance(
-                [states[p] for p in parents.tolist()], chosen_tokens.tolist(), may_start
+                [states[p] for p in parents.tolist()], chosen.tolist(), may_start
             )
         if ctc is not None:
-            chosen = run_seqs[:, :, t].flatten()
-            slots = (cand[parents] == chosen[:, None]).int().argmax(1)
             prefix = ctc.advance(prefix, parents, slots, prefix_r, deltas, chosen)
-        logits, fan = rows.step(run_seqs[:, :, t].flatten()), k
+        logits, fan = rows.step(chosen), k
     return out
 
 
